@@ -1,0 +1,3 @@
+from ai4os_kit.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,262 @@
+"""The `ai4os-kit` command line.
+
+It orchestrates (validation, planning, secrets, Terraform, Ansible) and never
+hides the tools it drives. Exit codes: 0 ok, 2 invalid input, 1 failure.
+Further commands are registered by the modules in COMMAND_MODULES, each
+exposing ``register(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ai4os_kit import __version__
+from ai4os_kit.errors import InputError, KitError
+
+# Modules that add commands; a module that is not installed is left out.
+COMMAND_MODULES: list[str] = [
+    "ai4os_kit.cloud.cli",
+    "ai4os_kit.terraform.cli",
+    "ai4os_kit.testbed_cli",
+    "ai4os_kit.accounting.cli",
+]
+
+# Online checks run by `check --online`: module -> function(plan, args) -> list[str] of report lines.
+ONLINE_CHECKS: list[tuple[str, str]] = [
+    ("ai4os_kit.cloud.preflight", "online_check"),
+    ("ai4os_kit.oidc", "online_check"),
+]
+
+
+def _say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ init
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from ai4os_kit.paths import ROOT
+
+    source = ROOT / "inventories" / args.source if "/" not in args.source else Path(args.source)
+    target = Path(args.name)
+    if "/" not in args.name and not target.is_absolute():
+        target = Path("inventories") / args.name
+    if not (source / "platform.yml").is_file():
+        raise InputError("command line", "--from", f"'{source}' is not an inventory directory",
+                         "use --from sample, or the path of an existing inventory")
+    if target.exists():
+        raise InputError("command line", "NAME", f"'{target}' already exists",
+                         "choose another name, or remove the directory first")
+    label = target.name.lower()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns("hosts.yml", "secrets.yml", ".vault-pass", "*.tmp", "terraform"))
+    platform = target / "platform.yml"
+    if re.fullmatch(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?", label):
+        text = platform.read_text(encoding="utf-8")
+        platform.write_text(re.sub(r"(?m)^ai4os_platform_name: .*$", f"ai4os_platform_name: {label}", text, count=1),
+                            encoding="utf-8")
+    _say(f"created {target} from {source}")
+    _say(f"next: edit {target}/platform.yml and {target}/sites.yml, then run `ai4os-kit check {target}`")
+    return 0
+
+
+# ------------------------------------------------------------------ check
+
+def _load(path: str) -> Any:
+    from ai4os_kit.inventory import load_inventory
+
+    return load_inventory(path)
+
+
+def _online(plan: dict[str, Any], args: argparse.Namespace) -> int:
+    failed = 0
+    ran = 0
+    for module_name, func in ONLINE_CHECKS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        ran += 1
+        check: Callable[..., Any] = getattr(module, func)
+        result = check(plan, args)
+        for line in result or []:
+            _say(line)
+            failed += line.startswith("FAIL")
+    if ran == 0:
+        raise KitError("no online checks are installed in this copy of the kit")
+    return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ai4os_kit.plan import build_plan
+
+    inv = _load(args.inventory)
+    plan = build_plan(inv)
+    _say(f"{args.inventory}: OK — {len(plan['sites'])} site(s), {len(plan['nodes'])} node(s), "
+         f"{sum(c['enabled'] for c in plan['components'].values())} component(s) on, region {plan['platform']['region']}")
+    if args.online:
+        return _online(plan, args)
+    return 0
+
+
+# ------------------------------------------------------------------ plan
+
+def _summary(plan: dict[str, Any]) -> str:
+    out: list[str] = []
+    p = plan["platform"]
+    out.append(f"Platform {p['name']}  domain {p['domain']}  Nomad region {p['region']}")
+    out.append("VOs: " + ", ".join(f"{vo['name']} → namespace {vo['namespace']} ({vo['domain']})" for vo in p["vos"]))
+    out.append("")
+    out.append("Sites:")
+    for site in plan["sites"]:
+        where = site["egi_site"] and f"EGI {site['egi_site']} (VO {site['vo']})" or site["cloud"] and f"cloud {site['cloud']}" or "local test-bed"
+        out.append(f"  {site['name']}: {where}, auth {site['auth']}, domain {site['domain']}, bastion {site['bastion']}")
+        for pool in site["pools"]:
+            flavor = pool["flavor"]
+            fdesc = flavor.get("name") or flavor.get("id") or (
+                f"≥{flavor.get('vcpus', '?')} vCPU/{flavor.get('ram_mb', '?')} MiB" if flavor else "container")
+            if "accelerator" in flavor:
+                acc = flavor["accelerator"]
+                fdesc += f" + {acc['number']}× {acc.get('vendor', '')} {acc.get('model', acc['type'])}".replace("  ", " ")
+            vol = f", {pool['volume_gb']} GB data" if pool["volume_gb"] else ""
+            fip = ", floating IP" if pool["floating_ip"] else ""
+            nodes = ", ".join(pool["nodes"]) if len(pool["nodes"]) <= 4 else f"{pool['nodes'][0]} … {pool['nodes'][-1]}"
+            out.append(f"    {pool['name']:<10} {pool['role']:<8} ×{pool['count']:<3} {fdesc}{vol}{fip}: {nodes}")
+    out.append("")
+    out.append("Components:")
+    for name, comp in plan["components"].items():
+        mark = "on " if comp["enabled"] else "off"
+        out.append(f"  [{mark}] {name:<15} {comp['layer']:<8} {comp['reason']}")
+    out.append("")
+    out.append("Ports (who may connect):")
+    for port in plan["ports"]:
+        rng = str(port["port_min"]) if port["port_min"] == port["port_max"] else f"{port['port_min']}-{port['port_max']}"
+        out.append(f"  {port['component']:<8} {port['name']:<22} {port['protocol']}/{rng:<11} {port['exposure']:<10} on {','.join(port['node_roles'])}")
+    roles = Counter(n["role"] for n in plan["nodes"])
+    out.append("")
+    out.append(f"Nodes: {len(plan['nodes'])} (" + ", ".join(f"{r} {c}" for r, c in sorted(roles.items())) + ")")
+    return "\n".join(out)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ai4os_kit import ansible_inventory
+    from ai4os_kit.plan import build_plan
+
+    inv = _load(args.inventory)
+    plan = build_plan(inv)
+    if args.json:
+        json.dump(plan, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _say(_summary(plan))
+    if not args.no_write:
+        target = ansible_inventory.write(inv.path, ansible_inventory.render(plan))
+        print(f"wrote the Ansible inventory {target}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+# ------------------------------------------------------------------ secrets
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from ai4os_kit import secrets
+
+    inv = _load(args.inventory)
+    created, kept = secrets.ensure_secrets(inv.path, inv.platform["ai4os_platform_name"], rotate=args.rotate)
+    link = inv.path / "group_vars" / "all" / "secrets.yml"
+    if link.parent.is_dir() and not link.exists() and not link.is_symlink():
+        link.symlink_to(Path("..") / ".." / "secrets.yml")
+    for key in created:
+        _say(f"generated {key}")
+    if kept:
+        _say(f"kept {len(kept)} existing secret(s) unchanged")
+    if not created:
+        _say("nothing to do: every secret exists (use --rotate NAME to replace one)")
+    _say(f"secrets are in {inv.path / 'secrets.yml'} (ansible-vault); keep the vault password safe")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai4os-kit",
+        description="Build and run an AI4OS platform from one reviewed inventory "
+                    "(validation, node plan, secrets; drives Terraform and Ansible).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="create a new inventory directory from the sample",
+                       description="Copy an inventory (the sample by default) into a new directory.")
+    p.add_argument("name", metavar="NAME", help="new inventory: a name (created under inventories/) or a path")
+    p.add_argument("--from", dest="source", default="sample", metavar="SOURCE",
+                   help="inventory to copy: a name under the kit's inventories/ or a path (default: sample)")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("check", help="validate an inventory (schema and cross-field rules)",
+                       description="Validate platform.yml, sites.yml and secrets.yml of an inventory. "
+                                   "Writes nothing. Exit 2 names every problem with file, key and fix.")
+    p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
+    p.add_argument("--online", action="store_true",
+                   help="also check the clouds (flavors, images, quotas) and the OIDC issuer over the network")
+    p.add_argument("--token", metavar="TOKEN", default=None,
+                   help="with --online: an access token of a test account, to check its claims")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plan", help="show the node plan and write the Ansible inventory",
+                       description="Validate the inventory, print the plan (sites, pools, nodes, components "
+                                   "and why each is on, ports) and write <INVENTORY>/hosts.yml.")
+    p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON (docs/plan-format.md)")
+    p.add_argument("--no-write", action="store_true", help="do not write hosts.yml")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("secrets", help="generate the platform secrets once (ansible-vault)",
+                       description="Generate the gossip keys, ACL bootstrap tokens and platform CA into "
+                                   "<INVENTORY>/secrets.yml, encrypted with ansible-vault. Existing secrets "
+                                   "are never changed unless named with --rotate.")
+    p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
+    p.add_argument("--rotate", metavar="NAME", default=None,
+                   help="replace this one secret (e.g. ai4os_secret_consul_gossip_key, or ai4os_secret_ca)")
+    p.set_defaults(func=cmd_secrets)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KitError as err:
+        print(f"failed: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The node plan: sites -> pools -> nodes, groups, ports, security groups, certificates.
+
+Pure and deterministic: the same inventory always gives the same dict, and
+nothing here reads or writes files. The shape is documented in
+docs/plan-format.md; every later layer consumes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ai4os_kit.catalog import NODE_ROLES, Component
+from ai4os_kit.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
+
+NODE_TYPE = {
+    "ingress": "ingress",
+    "services": "services",
+    "cpu": "compute",
+    "gpu": "compute",
+    "tryme": "tryme",
+    "batch": "batch",
+}
+DATA_MOUNT = "/srv/ai4os"
+WORLD = "0.0.0.0/0"
+
+
+def node_name(site: str, role: str, index: int) -> str:
+    return f"{site}-{role}-{index}"
+
+
+def _flavor(pool: dict[str, Any]) -> dict[str, Any]:
+    flavor = dict(pool.get("flavor") or {})
+    if "accelerator" in flavor:
+        flavor["accelerator"] = dict(flavor["accelerator"])
+    return flavor
+
+
+def _certs(name: str, role: str, datacenter: str, region: str) -> list[dict[str, Any]]:
+    kind = "server" if role == "server" else "client"
+    consul_cn = f"{kind}.{datacenter}.consul"
+    nomad_cn = f"{kind}.{region}.nomad"
+    common = [name, "localhost", "127.0.0.1"]
+    return [
+        {"name": f"{name}-consul", "common_name": consul_cn, "sans": [consul_cn, *common]},
+        {"name": f"{name}-nomad", "common_name": nomad_cn, "sans": [nomad_cn, *common]},
+    ]
+
+
+def _node_groups(site: str, role: str, enabled: list[Component]) -> list[str]:
+    groups = [role, f"site_{site}"]
+    if role == "server":
+        groups += ["consul_servers", "nomad_servers"]
+    else:
+        groups += ["consul_clients", "nomad_clients"]
+    groups += [c.name for c in enabled if c.layer in ("host", "cluster") and c.lands_on(role)]
+    return groups
+
+
+def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: list[Component]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    region = platform["ai4os_nomad_region"]
+    all_namespaces = [vo["namespace"] for vo in platform["ai4os_vos"]]
+    domain = site_domain(platform, site)
+    counters: dict[str, int] = {}
+    nodes: list[dict[str, Any]] = []
+    pools: list[dict[str, Any]] = []
+    bastion_set = False
+    for pool in site["pools"]:
+        role = pool["role"]
+        namespaces = list(pool.get("namespaces") or all_namespaces)
+        pool_nodes: list[str] = []
+        for _ in range(pool["count"]):
+            counters[role] = counters.get(role, 0) + 1
+            name = node_name(site["name"], role, counters[role])
+            is_server = role == "server"
+            volume_gb = int(pool.get("volume_gb") or 0)
+            bastion = role == "ingress" and not bastion_set
+            bastion_set = bastion_set or bastion
+            meta = {} if is_server else {
+                "type": NODE_TYPE[role],
+                "tags": "gpu" if role == "gpu" else "cpu",
+                "namespace": ",".join(namespaces),
+                "domain": domain,
+                "status": "test",
+            }
+            nodes.append({
+                "name": name,
+                "site": site["name"],
+                "pool": pool_name(pool),
+                "role": role,
+                "datacenter": site["name"],
+                "groups": _node_groups(site["name"], role, enabled),
+                "consul": {"server": is_server},
+                "nomad": {"server": is_server, "client": not is_server,
+                          "node_class": None if is_server else role, "meta": meta},
+                "volume": {"size_gb": volume_gb, "mount": DATA_MOUNT} if volume_gb else None,
+                "floating_ip": bool(pool.get("floating_ip")),
+                "bastion": bastion,
+                "flavor": _flavor(pool),
+                "certs": _certs(name, role, site["name"], region),
+            })
+            pool_nodes.append(name)
+        pools.append({
+            "name": pool_name(pool),
+            "role": role,
+            "count": pool["count"],
+            "flavor": _flavor(pool),
+            "volume_gb": int(pool.get("volume_gb") or 0),
+            "floating_ip": bool(pool.get("floating_ip")),
+            "namespaces": namespaces if role not in ("server", "ingress") else [],
+            "nodes": pool_nodes,
+        })
+    return nodes, pools
+
+
+def _site_entry(site: dict[str, Any], platform: dict[str, Any], pools: list[dict[str, Any]],
+                nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    auth = site.get("auth") or ("checkin" if site.get("egi_site") else "application_credential")
+    network = site.get("network") or {}
+    image = site.get("image") or {}
+    ssh = site.get("ssh") or {}
+    bastion = next((n["name"] for n in nodes if n["bastion"]), None)
+    return {
+        "name": site["name"],
+        "datacenter": site["name"],
+        "domain": site_domain(platform, site),
+        "testbed": bool(site.get("testbed")),
+        "egi_site": site.get("egi_site"),
+        "cloud": site.get("cloud"),
+        "vo": site.get("vo"),
+        "auth": "none" if site.get("testbed") else auth,
+        "region": site.get("region"),
+        "location": dict(site.get("location") or {}),
+        "network": {"create": bool(network.get("create")), "existing": network.get("existing"),
+                    "cidr": network.get("cidr"), "external": network.get("external")},
+        "image": {"name": image.get("name"), "properties": dict(image.get("properties") or {})},
+        "ssh": {"user": ssh.get("user"), "key_name": ssh.get("key_name"),
+                "allowed_cidrs": list(ssh.get("allowed_cidrs") or [])},
+        "bastion": bastion,
+        "pools": pools,
+    }
+
+
+def port_table(enabled: list[Component]) -> list[dict[str, Any]]:
+    """Every port of every enabled component, with who may connect."""
+    return [
+        {"component": c.name, "name": p.name, "protocol": p.protocol, "port_min": p.port_min,
+         "port_max": p.port_max, "exposure": p.exposure, "node_roles": list(p.on)}
+        for c in enabled for p in c.ports
+    ]
+
+
+def _remote_cidrs(exposure: str, site: dict[str, Any], all_cidrs: list[str]) -> list[str]:
+    if exposure == "public":
+        return [WORLD]
+    if exposure == "operator":
+        return list(site["ssh"]["allowed_cidrs"])
+    if exposure == "site":
+        return [site["network"]["cidr"]]
+    if exposure == "federation":
+        return list(all_cidrs)
+    return []  # localhost: never in a security group
+
+
+def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], platform_name: str) -> dict[str, list[dict[str, Any]]]:
+    """One security group per (site, node role present), rules only from the port table."""
+    cloud_sites = [s for s in sites if not s["testbed"] and s["network"]["cidr"]]
+    all_cidrs = sorted({s["network"]["cidr"] for s in cloud_sites})
+    out: dict[str, list[dict[str, Any]]] = {}
+    for site in cloud_sites:
+        roles = [r for r in NODE_ROLES if any(p["role"] == r and p["count"] > 0 for p in site["pools"])]
+        groups = []
+        for role in roles:
+            rules: list[dict[str, Any]] = []
+            seen: set[tuple[Any, ...]] = set()
+            for port in ports:
+                if role not in port["node_roles"]:
+                    continue
+                for cidr in _remote_cidrs(port["exposure"], site, all_cidrs):
+                    key = (port["protocol"], port["port_min"], port["port_max"], cidr)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    rules.append({"direction": "ingress", "protocol": port["protocol"],
+                                  "port_min": port["port_min"], "port_max": port["port_max"],
+                                  "remote_cidr": cidr, "component": port["component"],
+                                  "port_name": port["name"]})
+            groups.append({"name": f"{platform_name}-{site['name']}-{role}", "role": role, "rules": rules})
+        out[site["name"]] = groups
+    return out
+
+
+def build_plan(inv: Inventory) -> dict[str, Any]:
+    """The whole plan for a validated inventory."""
+    platform = inv.platform
+    enabled = [inv.catalog[name] for name in inv.resolution.enabled]
+    nodes: list[dict[str, Any]] = []
+    sites: list[dict[str, Any]] = []
+    for site in inv.sites:
+        site_nodes, pools = _nodes_for_site(site, platform, enabled)
+        nodes += site_nodes
+        sites.append(_site_entry(site, platform, pools, site_nodes))
+    groups: dict[str, list[str]] = {}
+    for node in nodes:
+        for group in node["groups"]:
+            groups.setdefault(group, []).append(node["name"])
+    ports = port_table(enabled)
+    components = {
+        name: {"enabled": name in inv.resolution.enabled,
+               "reason": inv.resolution.enabled.get(name) or inv.resolution.disabled[name],
+               "layer": comp.layer, "description": comp.description}
+        for name, comp in inv.catalog.items()
+    }
+    fixed = {"ai4os_platform_name", "ai4os_domain", "ai4os_nomad_region", "ai4os_vos", "ai4os_oidc"}
+    settings = {k: v for k, v in platform.items() if k not in fixed and not k.startswith(ENABLE_PREFIX)}
+    return {
+        "platform": {
+            "name": platform["ai4os_platform_name"],
+            "domain": platform["ai4os_domain"],
+            "region": platform["ai4os_nomad_region"],
+            "vos": [dict(vo) for vo in platform["ai4os_vos"]],
+            "oidc": platform["ai4os_oidc"],
+        },
+        "components": components,
+        "settings": settings,
+        "sites": sites,
+        "nodes": nodes,
+        "groups": dict(sorted(groups.items())),
+        "ports": ports,
+        "secgroups": security_groups(sites, ports, platform["ai4os_platform_name"]),
+    }

@@ -1,0 +1,166 @@
+"""Platform secrets: generated once, stored with ansible-vault, never rotated unasked.
+
+secrets.yml (ansible-vault encrypted) holds:
+  ai4os_secret_consul_gossip_key      Consul gossip encryption key (32 random bytes, base64)
+  ai4os_secret_nomad_gossip_key       Nomad gossip encryption key (32 random bytes, base64)
+  ai4os_secret_consul_bootstrap_token Consul ACL bootstrap (management) token (UUID)
+  ai4os_secret_nomad_bootstrap_token  Nomad ACL bootstrap (management) token (UUID)
+  ai4os_secret_ca_key                 platform CA private key (PEM, EC P-256)
+  ai4os_secret_ca_cert                platform CA certificate (PEM, 10 years)
+Operator-supplied secrets (OIDC client secrets, ...) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import secrets as pysecrets
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ai4os_kit.errors import InputError, KitError
+
+SECRETS_FILE = "secrets.yml"
+PASS_FILE = ".vault-pass"
+
+
+def _gossip_key(_: str) -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def _token(_: str) -> str:
+    return str(uuid.uuid4())
+
+
+def _ca_pair(platform_name: str) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "AI4OS platform"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{platform_name} platform CA"),
+    ])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+GENERATED: dict[str, Callable[[str], str]] = {
+    "ai4os_secret_consul_gossip_key": _gossip_key,
+    "ai4os_secret_nomad_gossip_key": _gossip_key,
+    "ai4os_secret_consul_bootstrap_token": _token,
+    "ai4os_secret_nomad_bootstrap_token": _token,
+}
+CA_KEYS = ("ai4os_secret_ca_key", "ai4os_secret_ca_cert")
+ROTATABLE = tuple(GENERATED) + ("ai4os_secret_ca",)
+
+
+def _vault(password: bytes) -> Any:
+    from ansible.constants import DEFAULT_VAULT_ID_MATCH
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    return VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password))])
+
+
+def read_password(pw_file: Path) -> bytes:
+    try:
+        password = pw_file.read_bytes().strip()
+    except OSError as exc:
+        raise InputError(str(pw_file), "", f"vault password file cannot be read: {exc}",
+                         "point ANSIBLE_VAULT_PASSWORD_FILE at a readable file holding the vault password") from None
+    if not password:
+        raise InputError(str(pw_file), "", "vault password file is empty", "write the vault password into it")
+    return password
+
+
+def read_secrets(inventory: Path, pw_file: Path) -> dict[str, Any]:
+    """Decrypt and parse secrets.yml; InputError if it cannot be decrypted."""
+    from ansible.errors import AnsibleError
+
+    file = inventory / SECRETS_FILE
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(str(file), "", f"cannot be read: {exc}", "check the file's permissions") from None
+    try:
+        plain = _vault(read_password(pw_file)).decrypt(data)
+    except AnsibleError as exc:
+        reason = str(exc).splitlines()[0]
+        raise InputError(str(file), "", f"cannot be decrypted with the vault password in {pw_file} ({reason})",
+                         "use the password file this inventory was created with (ANSIBLE_VAULT_PASSWORD_FILE or "
+                         f"{inventory / PASS_FILE}), or re-create the secrets") from None
+    try:
+        loaded = yaml.safe_load(plain) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(str(file), "", f"decrypted content is not valid YAML: {exc}",
+                         f"fix it with: ansible-vault edit {file}") from None
+    if not isinstance(loaded, dict):
+        raise InputError(str(file), "", "decrypted content is not a mapping of keys",
+                         f"fix it with: ansible-vault edit {file}")
+    return loaded
+
+
+def password_file(inventory: Path, create: bool) -> tuple[Path, bool]:
+    """The vault password file to use; create a random one if allowed and none exists."""
+    env = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+    if env:
+        return Path(env), False
+    pw = inventory / PASS_FILE
+    if pw.exists() or not create:
+        return pw, False
+    pw.write_text(pysecrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    pw.chmod(0o600)
+    return pw, True
+
+
+def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = None) -> tuple[list[str], list[str]]:
+    """Generate missing secrets (and the one named by ``rotate``); return (created, kept)."""
+    if rotate is not None and rotate not in ROTATABLE:
+        raise InputError("command line", "--rotate", f"'{rotate}' is not a generated secret",
+                         f"use one of: {', '.join(ROTATABLE)}")
+    file = inventory / SECRETS_FILE
+    pw_file, _ = password_file(inventory, create=not file.exists())
+    current = read_secrets(inventory, pw_file) if file.exists() else {}
+    created: list[str] = []
+    for key, make in GENERATED.items():
+        if key not in current or rotate == key:
+            current[key] = make(platform_name)
+            created.append(key)
+    if any(k not in current for k in CA_KEYS) or rotate == "ai4os_secret_ca":
+        current["ai4os_secret_ca_key"], current["ai4os_secret_ca_cert"] = _ca_pair(platform_name)
+        created += list(CA_KEYS)
+    kept = sorted(k for k in current if k not in created)
+    if created:
+        text = "# Platform secrets (ansible-vault). Generated by `ai4os-kit secrets`.\n" + yaml.safe_dump(current, sort_keys=True)
+        blob = _vault(read_password(pw_file)).encrypt(text.encode())
+        tmp = file.with_suffix(".yml.tmp")
+        try:
+            tmp.write_bytes(blob)
+            tmp.chmod(0o600)
+            tmp.replace(file)
+        except OSError as exc:
+            raise KitError(f"{file}: cannot be written: {exc}") from None
+    return created, kept
