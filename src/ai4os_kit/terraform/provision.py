@@ -1,0 +1,212 @@
+"""`ai4os-kit provision` and `ai4os-kit destroy`.
+
+provision: validate the inventory, build the plan, render the root module
+(<INVENTORY>/terraform/main.tf.json), refresh cloud credentials, then
+``terraform init`` / ``plan`` / ``apply`` with progress output, and write
+<INVENTORY>/hosts.yml from Terraform's ``inventory`` output (``terraform
+output -json``; state files are never read). Every input problem is reported
+before Terraform starts, so nothing is created from a bad inventory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from ai4os_kit import ansible_inventory
+from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.terraform import render
+from ai4os_kit.terraform.runner import Echo, PlanResult, Terraform
+
+ROOT_DIR = "terraform"
+CLOUDS_FILE = "clouds.yaml"
+SITES_FILE = "sites.yml"
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+PrepareRoot = Callable[[Mapping[str, Any], Path], None]
+Credentials = Callable[[Mapping[str, Any], Path], dict[str, str]]
+
+
+def root_dir(inventory: Path) -> Path:
+    return Path(inventory) / ROOT_DIR
+
+
+# ------------------------------------------------------------------ checks before Terraform
+
+def check_backend_env(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """A remote backend needs its credentials in the environment."""
+    kind = render.backend_type(plan)
+    if kind == "local":
+        return
+    missing = [name for name in S3_ENV if not env.get(name)]
+    if missing:
+        how = "`openstack ec2 credentials create` on the Swift project" if kind == "swift" else "your object store"
+        raise InputError(render.PLATFORM_FILE, f"{render.BACKEND_SETTING}.type",
+                         f"the {kind} backend needs {' and '.join(missing)} in the environment",
+                         f"export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from {how}), "
+                         "or use `type: local`")
+
+
+def prepare_root(plan: Mapping[str, Any], directory: Path) -> None:
+    """Render and write the root module (raises InputError on a bad backend)."""
+    if not render.cloud_sites(plan):
+        raise InputError(SITES_FILE, "ai4os_sites", "no cloud site to provision (every site is a test-bed)",
+                         "add a site with egi_site or cloud, or use the local test-bed instead")
+    render.write_root(render.render_root(plan, directory), directory)
+
+
+# ------------------------------------------------------------------ credentials
+
+def _operator_clouds(env: Mapping[str, str]) -> dict[str, Any]:
+    # Where openstacksdk and the Terraform provider look for it, in order.
+    candidates = [Path(env["OS_CLIENT_CONFIG_FILE"])] if env.get("OS_CLIENT_CONFIG_FILE") else [
+        Path.cwd() / "clouds.yaml", Path.home() / ".config" / "openstack" / "clouds.yaml",
+        Path("/etc/openstack/clouds.yaml")]
+    for path in candidates:
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return dict(data.get("clouds") or {})
+    return {}
+
+
+def cloud_credentials(plan: Mapping[str, Any], directory: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Fresh credentials for every site in one kit-owned clouds.yaml (0600).
+
+    EGI Check-in sites get a new project-scoped token (ai4os_kit.cloud.checkin);
+    sites with `cloud:` get their entry copied from the operator's clouds.yaml
+    (the provider reads a single file). Returns the environment for Terraform.
+    """
+    from ai4os_kit.cloud import checkin
+
+    env = dict(os.environ if env is None else env)
+    clouds_file = directory / CLOUDS_FILE
+    operator = _operator_clouds(env)
+    copied: dict[str, Any] = {}
+    for index, site in enumerate(plan["sites"]):
+        if site.get("testbed") or not site.get("cloud"):
+            continue
+        if site["cloud"] not in operator:
+            raise InputError(SITES_FILE, f"ai4os_sites[{index}].cloud",
+                             f"cloud '{site['cloud']}' is not in your clouds.yaml",
+                             "add it to ~/.config/openstack/clouds.yaml (or point OS_CLIENT_CONFIG_FILE at a "
+                             "clouds.yaml that has it), or fix the name")
+        copied[site["cloud"]] = operator[site["cloud"]]
+    if copied:
+        checkin.write_clouds(clouds_file, copied)
+    checkin.refresh_credentials(plan, clouds_file, env)
+    return {"OS_CLIENT_CONFIG_FILE": str(clouds_file)}
+
+
+# ------------------------------------------------------------------ inventory hand-off
+
+def connection_vars(host: Mapping[str, Any]) -> dict[str, Any]:
+    """Ansible connection variables of one host of the `inventory` output."""
+    out: dict[str, Any] = {"ansible_host": host["ansible_host"]}
+    out.update({k: v for k, v in (host.get("vars") or {}).items() if v is not None})
+    return out
+
+
+def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Node name -> connection variables, from the root's `inventory` output.
+
+    Every cloud node of the plan must be in it (else the state and the plan
+    disagree and the inventory would be wrong).
+    """
+    if not isinstance(output, Mapping):
+        raise KitError("Terraform has no `inventory` output; the root module was not applied by this kit")
+    hosts: dict[str, Any] = {}
+    for site_part in output.values():
+        hosts.update((site_part or {}).get("hosts") or {})
+    cloud = {site["name"] for site in render.cloud_sites(plan)}
+    wanted = [node["name"] for node in plan["nodes"] if node["site"] in cloud]
+    missing = [name for name in wanted if name not in hosts]
+    if missing:
+        raise KitError(f"Terraform's inventory output lacks {', '.join(missing)}: the state does not match "
+                       "the plan; run `ai4os-kit provision` again")
+    return {name: connection_vars(hosts[name]) for name in wanted}
+
+
+def write_inventory(plan: Mapping[str, Any], inventory: Path, output: Mapping[str, Any] | None) -> Path:
+    addresses = addresses_from_output(plan, output)
+    return ansible_inventory.write(Path(inventory), ansible_inventory.render(dict(plan), addresses))
+
+
+# ------------------------------------------------------------------ commands
+
+@dataclass
+class Steps:
+    """The cloud-facing steps. Tests replace them only where the OpenStack
+    provider and Keystone cannot be reached (see tests/terraform)."""
+
+    prepare_root: PrepareRoot = prepare_root
+    credentials: Credentials = cloud_credentials
+
+
+def _load_plan(inventory: Path) -> dict[str, Any]:
+    from ai4os_kit.inventory import load_inventory
+    from ai4os_kit.plan import build_plan
+
+    return build_plan(load_inventory(inventory))
+
+
+def _start(inventory: Path, echo: Echo, steps: Steps) -> tuple[dict[str, Any], Terraform]:
+    plan = _load_plan(inventory)
+    directory = root_dir(inventory)
+    render.render_backend(plan)  # a bad backend setting stops here, before anything is written
+    check_backend_env(plan, os.environ)
+    steps.prepare_root(plan, directory)
+    echo(f"rendered {directory / render.ROOT_FILE}")
+    env = steps.credentials(plan, directory)
+    tf = Terraform(directory, env=env, echo=echo)
+    tf.init()
+    return plan, tf
+
+
+def _summary(result: PlanResult) -> str:
+    return f"{result.add} to add, {result.change} to change, {result.remove} to destroy"
+
+
+def provision(inventory: Path, plan_only: bool = False, echo: Echo = print, steps: Steps | None = None) -> int:
+    steps = steps or Steps()
+    plan, tf = _start(inventory, echo, steps)
+    result = tf.plan()
+    if plan_only:
+        echo(f"plan only: {_summary(result)}; nothing was changed")
+        return 0
+    if result.has_changes:
+        tf.apply()
+    else:
+        echo("no changes: the clouds match the plan")
+    target = write_inventory(plan, inventory, tf.output().get("inventory"))
+    echo(f"wrote the Ansible inventory {target}")
+    return 0
+
+
+def _confirm(inventory: Path, result: PlanResult, ask: Callable[[str], str]) -> bool:
+    if not sys.stdin.isatty() and ask is input:
+        raise InputError("command line", "--yes", "destroy needs confirmation but there is no terminal to ask",
+                         "re-run with --yes to destroy without asking")
+    answer = ask(f"Destroy {result.remove} resource(s) of {inventory}? Type 'yes' to confirm: ")
+    return answer.strip() == "yes"
+
+
+def destroy(inventory: Path, yes: bool = False, echo: Echo = print, steps: Steps | None = None,
+            ask: Callable[[str], str] = input) -> int:
+    steps = steps or Steps()
+    plan, tf = _start(inventory, echo, steps)
+    result = tf.plan(destroy=True)
+    if not result.has_changes:
+        echo("nothing to destroy")
+        return 0
+    if not yes and not _confirm(inventory, result, ask):
+        echo("not confirmed: nothing was destroyed")
+        return 1
+    tf.apply()
+    target = ansible_inventory.write(Path(inventory), ansible_inventory.render(plan))
+    echo(f"destroyed; {target} no longer has addresses")
+    return 0

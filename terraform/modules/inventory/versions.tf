@@ -1,0 +1,4 @@
+terraform {
+  # Pure module: no provider, only expressions over its inputs.
+  required_version = ">= 1.6.0"
+}

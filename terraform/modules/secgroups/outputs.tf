@@ -1,0 +1,17 @@
+output "ids" {
+  description = "Security group IDs keyed by group name."
+  value       = { for name, group in openstack_networking_secgroup_v2.this : name => group.id }
+}
+
+output "rules" {
+  description = "The effective rules (after deduplication), keyed by group|direction|ethertype|protocol|port_min|port_max|remote_cidr; for audits."
+  value = { for key, rule in local.rules : key => {
+    group       = rule.group
+    direction   = rule.direction
+    protocol    = rule.protocol
+    port_min    = rule.port_min
+    port_max    = rule.port_max
+    remote_cidr = rule.remote_cidr
+    description = rule.description
+  } }
+}

@@ -1,0 +1,75 @@
+variable "groups" {
+  description = <<-EOT
+    Security groups to create, keyed by group name (from the node plan's
+    `secgroups[<site>]`). Each has a description and ingress rules, each rule
+    tracing to one port of the plan's port table (description names the
+    component and port). Nothing else is opened: the groups are created
+    without OpenStack's default rules.
+  EOT
+  type = map(object({
+    description = optional(string, "")
+    rules = list(object({
+      direction   = optional(string, "ingress")
+      ethertype   = optional(string, "IPv4")
+      protocol    = string
+      port_min    = number
+      port_max    = number
+      remote_cidr = string
+      description = optional(string, "")
+    }))
+  }))
+
+  validation {
+    condition     = alltrue([for name in keys(var.groups) : can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", name))])
+    error_message = "Security group names must be 1-63 characters of letters, digits, '_', '.', '-'."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : contains(["ingress", "egress"], r.direction) && contains(["IPv4", "IPv6"], r.ethertype) && contains(["tcp", "udp", "icmp"], r.protocol)
+    ]]))
+    error_message = "Each rule needs direction ingress|egress, ethertype IPv4|IPv6 and protocol tcp|udp|icmp."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : r.protocol == "icmp" || (r.port_min >= 1 && r.port_max <= 65535 && r.port_min <= r.port_max)
+    ]]))
+    error_message = "Each tcp/udp rule needs 1 <= port_min <= port_max <= 65535."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : can(cidrhost(r.remote_cidr, 0))
+    ]]))
+    error_message = "Each rule's remote_cidr must be a CIDR such as 10.10.0.0/24."
+  }
+
+  # Defence in depth for the platform's policy: the only ports open to the
+  # whole Internet are the web entry points (80/443/tcp).
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : !contains(["0.0.0.0/0", "::/0"], r.remote_cidr) || r.direction == "egress" || (
+        r.protocol == "tcp" && r.port_min == r.port_max && contains([80, 443], r.port_min)
+      )
+    ]]))
+    error_message = "Only tcp/80 and tcp/443 may be open to 0.0.0.0/0 or ::/0; restrict the rule's remote_cidr (operator allow-list or site CIDRs)."
+  }
+}
+
+variable "egress_cidrs" {
+  description = "Destinations every node may open connections to (package mirrors, container registries, other sites). One egress rule per CIDR and group; IPv6 CIDRs get an IPv6 rule."
+  type        = list(string)
+  default     = ["0.0.0.0/0", "::/0"]
+
+  validation {
+    condition     = alltrue([for c in var.egress_cidrs : can(cidrhost(c, 0))])
+    error_message = "egress_cidrs must be CIDRs such as 0.0.0.0/0."
+  }
+}
+
+variable "tags" {
+  description = "Tags set on every security group this module creates."
+  type        = list(string)
+  default     = []
+}
