@@ -1,0 +1,98 @@
+"""Monthly usage report: CPU-hours and GPU-hours per VO and site, as CSV, Markdown and a PNG plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ai4os_kit.accounting.apel import ExportContext
+from ai4os_kit.accounting.model import Usage
+from ai4os_kit.accounting.files import atomic_write
+from ai4os_kit.accounting.timeslices import month_bounds, overlap
+from ai4os_kit.errors import KitError
+
+UNMAPPED = "(no VO)"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    vo: str
+    site: str
+    allocations: int
+    cpu_hours: float
+    gpu_hours: float
+
+
+def month_rows(usages: Iterable[Usage], ctx: ExportContext, year: int, month: int, now: int) -> list[ReportRow]:
+    """Hours used inside the month, per (VO, site); the site is the APEL SiteName, else the datacenter."""
+    lo, hi = month_bounds(year, month)
+    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for u in usages:
+        if u.start is None:
+            continue
+        secs = overlap(u.start, u.end if u.end is not None else now, lo, min(hi, now))
+        if secs <= 0:
+            continue
+        vo = ctx.vos.get(u.namespace, ctx.default_vo) or f"{UNMAPPED}: {u.namespace}"
+        site = ctx.site_names.get(u.datacenter or "", u.datacenter or "unknown")
+        row = acc[(vo, site)]
+        row[0] += 1
+        row[1] += u.cpu_millicores / 1000 * secs / 3600
+        row[2] += u.gpu_count * secs / 3600
+    return [ReportRow(vo, site, int(v[0]), round(v[1], 2), round(v[2], 2)) for (vo, site), v in sorted(acc.items())]
+
+
+def _plot(rows: list[ReportRow], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vos = sorted({r.vo for r in rows}) or ["(none)"]
+    sites = sorted({r.site for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    width = 0.8 / max(1, len(sites))
+    for ax, metric, label in ((axes[0], "cpu_hours", "CPU-hours"), (axes[1], "gpu_hours", "GPU-hours")):
+        for i, site in enumerate(sites):
+            values = [sum(getattr(r, metric) for r in rows if r.vo == vo and r.site == site) for vo in vos]
+            ax.bar([x + i * width for x in range(len(vos))], values, width, label=site)
+        ax.set_xticks([x + width * (len(sites) - 1) / 2 for x in range(len(vos))], vos, rotation=20, ha="right")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per VO and site")
+        if sites:
+            ax.legend(title="site", fontsize="small")
+    fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def write_report(rows: list[ReportRow], out_dir: Path, year: int, month: int, platform: str = "AI4OS") -> list[Path]:
+    """Write ``<YYYY-MM>.csv``, ``.md`` and ``.png`` into ``out_dir``."""
+    stem = f"{year:04d}-{month:02d}"
+    csv_path, md_path, png_path = (out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "png"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["vo", "site", "allocations", "cpu_hours", "gpu_hours"])
+    writer.writerows([r.vo, r.site, r.allocations, f"{r.cpu_hours:.2f}", f"{r.gpu_hours:.2f}"] for r in rows)
+    lines = [f"# {platform} usage, {stem}", "",
+             "CPU-hours are reserved cores × hours; GPU-hours are GPUs × hours, inside the month (UTC).", "",
+             f"![CPU-hours and GPU-hours per VO and site]({stem}.png)", "",
+             "| VO | site | allocations | CPU-hours | GPU-hours |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r.vo} | {r.site} | {r.allocations} | {r.cpu_hours:,.2f} | {r.gpu_hours:,.2f} |" for r in rows]
+    lines.append(f"| **total** | | {sum(r.allocations for r in rows)} | {sum(r.cpu_hours for r in rows):,.2f} | "
+                 f"{sum(r.gpu_hours for r in rows):,.2f} |")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(csv_path, buf.getvalue())
+        atomic_write(md_path, "\n".join(lines) + "\n")
+        _plot(rows, f"{platform} usage {stem}", png_path)
+    except OSError as exc:
+        raise KitError(f"cannot write the report to {out_dir}: {exc.strerror or exc}; "
+                       "check reports_dir in the accounting config") from None
+    return [csv_path, md_path, png_path]

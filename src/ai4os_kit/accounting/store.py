@@ -1,0 +1,225 @@
+"""The collector's durable store (SQLite, WAL).
+
+One row per allocation, keyed by the allocation id: writing the same
+allocation again (a re-run, a restart after a crash) replaces it and never
+adds a second row. A row is only replaced by a document with an equal or
+newer Nomad ``ModifyIndex``, so a stale read cannot undo a newer one.
+Exporters keep their own cursor over ``change_seq`` (a counter bumped on
+every change) in the ``meta`` table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ai4os_kit.accounting.model import GONE, Usage
+from ai4os_kit.accounting.nomad_parse import NodeInfo
+from ai4os_kit.errors import KitError
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
+            "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create_time", "start_time",
+            "end_time", "status", "modify_index")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS allocations (
+    alloc_id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT,
+    node_id TEXT NOT NULL,
+    datacenter TEXT,
+    cpu_millicores INTEGER NOT NULL,
+    cpu_mhz INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    disk_mb INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL,
+    gpu_model TEXT,
+    create_time INTEGER NOT NULL,
+    start_time INTEGER,
+    end_time INTEGER,
+    status TEXT NOT NULL,
+    modify_index INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    change_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS allocations_change ON allocations(change_seq);
+CREATE INDEX IF NOT EXISTS allocations_open ON allocations(end_time) WHERE end_time IS NULL;
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    datacenter TEXT NOT NULL,
+    mhz_per_core REAL,
+    devices TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION});
+INSERT OR IGNORE INTO meta VALUES ('change_seq', 0);
+"""
+
+_UPSERT = f"""
+INSERT INTO allocations ({", ".join(_COLUMNS)}, last_seen, change_seq)
+VALUES ({", ".join("?" * len(_COLUMNS))}, ?, ?)
+ON CONFLICT(alloc_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])},
+    last_seen = excluded.last_seen,
+    change_seq = excluded.change_seq
+WHERE excluded.modify_index > allocations.modify_index
+   OR (excluded.modify_index = allocations.modify_index AND allocations.status = '{GONE}')
+"""
+
+
+def _row(usage: Usage) -> tuple[object, ...]:
+    return (usage.alloc_id, usage.namespace, usage.job_id, usage.name, usage.owner, usage.node_id,
+            usage.datacenter, usage.cpu_millicores, usage.cpu_mhz, usage.memory_mb, usage.disk_mb,
+            usage.gpu_count, usage.gpu_model, usage.create, usage.start, usage.end, usage.status,
+            usage.modify_index)
+
+
+def _usage(row: tuple) -> Usage:  # type: ignore[type-arg]
+    return Usage(*row[:len(_COLUMNS)])
+
+
+class Store:
+    """SQLite store of allocation usage. Use as a context manager."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise KitError(f"cannot open the accounting store {self.path}: {exc}; "
+                           "check the path (store: in the accounting config) and its permissions") from None
+        schema = self.meta("schema")
+        if schema != SCHEMA_VERSION:
+            raise KitError(f"accounting store {self.path} has schema {schema}, this kit writes {SCHEMA_VERSION}")
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- meta / cursors
+    def meta(self, key: str, default: int = 0) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else default
+
+    def set_meta(self, key: str, value: int) -> None:
+        self.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, value))
+
+    # -- writes
+    def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
+        """Write usages in one transaction; returns how many rows changed."""
+        rows = [_row(u) for u in usages]
+        if not rows:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self.meta("change_seq") + 1
+            before = self.db.total_changes
+            self.db.executemany(_UPSERT, [r + (seen_at, seq) for r in rows])
+            changed = self.db.total_changes - before
+            self.set_meta("change_seq", seq)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def touch(self, alloc_ids: Iterable[str], seen_at: int) -> None:
+        """Record that these allocations were still present in Nomad at ``seen_at``."""
+        ids = [(seen_at, a) for a in alloc_ids]
+        if ids:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("UPDATE allocations SET last_seen = ? WHERE alloc_id = ?", ids)
+            self.db.execute("COMMIT")
+
+    def close_gone(self, alloc_ids: Iterable[str]) -> int:
+        """Close open allocations that Nomad garbage-collected: end at the last time they were seen."""
+        ids = [(a,) for a in alloc_ids]
+        if not ids:
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        seq = self.meta("change_seq") + 1
+        before = self.db.total_changes
+        self.db.executemany(
+            f"UPDATE allocations SET status = '{GONE}', change_seq = {seq}, "
+            "end_time = CASE WHEN start_time IS NULL THEN NULL ELSE MAX(start_time, last_seen) END "
+            "WHERE alloc_id = ? AND end_time IS NULL AND status != 'gone'", ids)
+        changed = self.db.total_changes - before
+        self.set_meta("change_seq", seq)
+        self.db.execute("COMMIT")
+        return changed
+
+    def put_nodes(self, nodes: Iterable[NodeInfo]) -> None:
+        import json
+
+        rows = [(n.node_id, n.name, n.datacenter, n.mhz_per_core, json.dumps(n.devices)) for n in nodes]
+        if rows:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+                                "name = excluded.name, datacenter = excluded.datacenter, "
+                                "mhz_per_core = excluded.mhz_per_core, devices = excluded.devices", rows)
+            self.db.execute("COMMIT")
+
+    # -- reads
+    def node(self, node_id: str) -> NodeInfo | None:
+        import json
+
+        row = self.db.execute("SELECT * FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        if row is None:
+            return None
+        devices = tuple((v, t, n, tuple(ids)) for v, t, n, ids in json.loads(row[4]))
+        return NodeInfo(row[0], row[1], row[2], row[3], devices)
+
+    def modify_indexes(self) -> dict[str, int]:
+        """Allocation id -> stored ModifyIndex (the per-allocation cursor)."""
+        return dict(self.db.execute("SELECT alloc_id, modify_index FROM allocations"))
+
+    def open_ids(self) -> set[str]:
+        """Allocations not yet ended (and not closed as gone)."""
+        return {r[0] for r in self.db.execute("SELECT alloc_id FROM allocations WHERE end_time IS NULL "
+                                              "AND status != 'gone'")}
+
+    def get(self, alloc_id: str) -> Usage | None:
+        row = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM allocations WHERE alloc_id = ?",
+                              (alloc_id,)).fetchone()
+        return _usage(row) if row else None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM allocations").fetchone()[0])
+
+    def iter_all(self, batch: int = 10_000) -> Iterator[Usage]:
+        cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM allocations ORDER BY alloc_id")
+        while rows := cur.fetchmany(batch):
+            yield from map(_usage, rows)
+
+    def iter_between(self, since: int, until: int, batch: int = 10_000) -> Iterator[Usage]:
+        """Allocations that ran some time in [since, until)."""
+        cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM allocations WHERE start_time IS NOT NULL "
+                              "AND start_time < ? AND (end_time IS NULL OR end_time > ?) ORDER BY alloc_id",
+                              (until, since))
+        while rows := cur.fetchmany(batch):
+            yield from map(_usage, rows)
+
+    def iter_for_export(self, cursor: int, batch: int = 10_000) -> Iterator[tuple[int, Usage]]:
+        """(change_seq, usage) of started allocations changed after ``cursor`` or still running, by change_seq."""
+        cur = self.db.execute(
+            f"SELECT change_seq, {', '.join(_COLUMNS)} FROM allocations WHERE start_time IS NOT NULL "
+            "AND (change_seq > ? OR end_time IS NULL) ORDER BY change_seq, alloc_id", (cursor,))
+        while rows := cur.fetchmany(batch):
+            for row in rows:
+                yield row[0], _usage(row[1:])
