@@ -66,9 +66,13 @@ def _schema(name: str) -> dict[str, Any]:
 
 
 def platform_schema(catalog: dict[str, Component]) -> dict[str, Any]:
-    """The platform schema with ``ai4os_<component>_<setting>`` keys allowed for catalogue components."""
+    """The platform schema, allowing ``ai4os_<component>_<setting>`` keys for platform-layer components.
+
+    (Host and cluster components are tuned with their role variables, e.g.
+    ``nomad_*``, in group_vars, not in platform.yml.)
+    """
     schema = copy.deepcopy(_schema("platform.schema.json"))
-    names = "|".join(sorted(catalog, key=len, reverse=True))
+    names = "|".join(sorted((n for n, c in catalog.items() if c.layer == "platform"), key=len, reverse=True))
     schema["patternProperties"][f"^ai4os_({names})_[a-z0-9_]+$"] = {
         "description": "A setting of a catalogue component (see docs/platform.md)."
     }
@@ -215,9 +219,6 @@ def _check_platform(platform: dict[str, Any], col: _Collector) -> None:
     if oidc["provider"] == "egi_checkin" and "keycloak" in oidc:
         col.add(("ai4os_oidc", "keycloak"), "a Keycloak mapping is given but provider is egi_checkin",
                 "remove ai4os_oidc.keycloak, or set provider: keycloak")
-    if oidc["provider"] == "keycloak" and not oidc.get("keycloak", {}).get("audience"):
-        col.add(("ai4os_oidc", "keycloak", "audience"), "Keycloak needs the audience tokens must carry",
-                "set ai4os_oidc.keycloak.audience (usually the PAPI client id)")
 
 
 def _check_site_source(i: int, site: dict[str, Any], col: _Collector) -> None:

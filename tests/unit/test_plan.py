@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+
+from ai4os_kit import ansible_inventory
+from ai4os_kit.inventory import load_inventory
+from ai4os_kit.plan import build_plan
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def sample_plan(path: Path) -> dict:
+    return build_plan(load_inventory(path))
+
+
+def test_plan_is_deterministic(sample_inventory: Path) -> None:
+    assert json.dumps(sample_plan(sample_inventory)) == json.dumps(sample_plan(sample_inventory))
+
+
+def test_node_names_are_dns_labels_and_unique(sample_inventory: Path) -> None:
+    plan = sample_plan(sample_inventory)
+    names = [n["name"] for n in plan["nodes"]]
+    assert len(names) == len(set(names)) == 13
+    assert all(DNS_LABEL.match(n) for n in names)
+    assert "ifca-gpu-2" in names and "cesnet-server-1" in names
+
+
+def test_cluster_contract_meta(sample_inventory: Path) -> None:
+    plan = sample_plan(sample_inventory)
+    nodes = {n["name"]: n for n in plan["nodes"]}
+    gpu = nodes["ifca-gpu-1"]["nomad"]["meta"]
+    assert gpu == {"type": "compute", "tags": "gpu", "namespace": "ai4eosc", "domain": "ifca.ai4os.example.org", "status": "test"}
+    cpu = nodes["cesnet-cpu-1"]["nomad"]["meta"]
+    assert cpu["tags"] == "cpu" and cpu["namespace"] == "ai4eosc,imagine" and cpu["status"] == "test"
+    assert nodes["ifca-ingress-1"]["nomad"]["meta"]["type"] == "ingress"
+    assert nodes["ifca-server-1"]["nomad"] == {"server": True, "client": False, "node_class": None, "meta": {}}
+    assert all(n["datacenter"] == n["site"] for n in plan["nodes"])
+
+
+def test_groups(sample_inventory: Path) -> None:
+    groups = sample_plan(sample_inventory)["groups"]
+    assert groups["consul_servers"] == ["ifca-server-1", "ifca-server-2", "ifca-server-3", "cesnet-server-1"]
+    assert groups["nvidia"] == ["ifca-gpu-1", "ifca-gpu-2"]
+    assert groups["traefik"] == ["ifca-ingress-1", "cesnet-ingress-1"]
+    assert "ifca-server-1" not in groups["docker"]
+    assert set(groups["site_cesnet"]) == {"cesnet-server-1", "cesnet-ingress-1", "cesnet-cpu-1", "cesnet-cpu-2"}
+
+
+def test_certificates_follow_region_and_datacenter(sample_inventory: Path) -> None:
+    nodes = {n["name"]: n for n in sample_plan(sample_inventory)["nodes"]}
+    certs = {c["name"]: c for c in nodes["cesnet-server-1"]["certs"]}
+    assert certs["cesnet-server-1-nomad"]["common_name"] == "server.ai4os.nomad"
+    assert certs["cesnet-server-1-consul"]["common_name"] == "server.cesnet.consul"
+    assert "cesnet-server-1" in certs["cesnet-server-1-nomad"]["sans"]
+    client = {c["name"]: c for c in nodes["ifca-cpu-1"]["certs"]}
+    assert client["ifca-cpu-1-nomad"]["common_name"] == "client.ai4os.nomad"
+
+
+def test_security_groups_come_only_from_the_port_table(sample_inventory: Path) -> None:
+    plan = sample_plan(sample_inventory)
+    table = {(p["component"], p["name"]): p for p in plan["ports"]}
+    for site, groups in plan["secgroups"].items():
+        for group in groups:
+            for rule in group["rules"]:
+                port = table[(rule["component"], rule["port_name"])]
+                assert group["role"] in port["node_roles"]
+                assert (rule["port_min"], rule["port_max"], rule["protocol"]) == (port["port_min"], port["port_max"], port["protocol"])
+                if rule["remote_cidr"] == "0.0.0.0/0":
+                    assert group["role"] == "ingress" and rule["port_min"] in (80, 443), rule
+
+
+def test_federation_and_site_rules(sample_inventory: Path) -> None:
+    plan = sample_plan(sample_inventory)
+    server = next(g for g in plan["secgroups"]["ifca"] if g["role"] == "server")
+    wan = {r["remote_cidr"] for r in server["rules"] if r["port_min"] == 8302 and r["protocol"] == "udp"}
+    assert wan == {"10.10.0.0/24", "10.20.0.0/24"}
+    ssh = [r for g in plan["secgroups"]["ifca"] for r in g["rules"] if r["port_min"] == 22]
+    assert {r["remote_cidr"] for r in ssh if r["port_name"] == "ssh-bastion"} == {"192.0.2.0/24"}
+    assert all(ipaddress.ip_network(r["remote_cidr"]).prefixlen > 0 for r in ssh)
+    localhost_only = [r for g in plan["secgroups"]["ifca"] for r in g["rules"] if r["port_min"] == 8600]
+    assert localhost_only == []
+
+
+def test_ansible_inventory_render(sample_inventory: Path) -> None:
+    plan = sample_plan(sample_inventory)
+    inv = ansible_inventory.render(plan, {"ifca-cpu-1": {"ansible_host": "10.10.0.5"}})
+    hosts = inv["all"]["hosts"]
+    assert hosts["ifca-cpu-1"]["ansible_host"] == "10.10.0.5"
+    assert hosts["ifca-gpu-1"]["ai4os_node_meta"]["tags"] == "gpu"
+    assert set(inv["all"]["children"]["gpu"]["hosts"]) == {"ifca-gpu-1", "ifca-gpu-2"}

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from cryptography import x509
+
+from ai4os_kit.cli import main
+from ai4os_kit.secrets import read_secrets
+
+
+def test_secrets_generated_once_and_never_rotated(sample_inventory: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    assert main(["secrets", str(sample_inventory)]) == 0
+    file = sample_inventory / "secrets.yml"
+    assert file.read_text().startswith("$ANSIBLE_VAULT;")
+    assert (sample_inventory / ".vault-pass").stat().st_mode & 0o077 == 0
+    first = read_secrets(sample_inventory, sample_inventory / ".vault-pass")
+    assert len(base64.b64decode(first["ai4os_secret_consul_gossip_key"])) == 32
+    cert = x509.load_pem_x509_certificate(first["ai4os_secret_ca_cert"].encode())
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    blob = file.read_bytes()
+    capsys.readouterr()
+    assert main(["secrets", str(sample_inventory)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert file.read_bytes() == blob
+    assert main(["check", str(sample_inventory)]) == 0
+    assert (sample_inventory / "group_vars" / "all" / "secrets.yml").resolve() == file.resolve()
+
+
+def test_rotate_only_the_named_secret(sample_inventory: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    assert main(["secrets", str(sample_inventory)]) == 0
+    pw = sample_inventory / ".vault-pass"
+    before = read_secrets(sample_inventory, pw)
+    assert main(["secrets", "--rotate", "ai4os_secret_nomad_gossip_key", str(sample_inventory)]) == 0
+    after = read_secrets(sample_inventory, pw)
+    assert after["ai4os_secret_nomad_gossip_key"] != before["ai4os_secret_nomad_gossip_key"]
+    for key in before:
+        if key != "ai4os_secret_nomad_gossip_key":
+            assert after[key] == before[key], key
+    assert main(["secrets", "--rotate", "bogus", str(sample_inventory)]) == 2
+
+
+def test_operator_secrets_are_kept(sample_inventory: Path, monkeypatch) -> None:
+    from ai4os_kit import secrets as mod
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    assert main(["secrets", str(sample_inventory)]) == 0
+    pw = sample_inventory / ".vault-pass"
+    data = read_secrets(sample_inventory, pw)
+    data["ai4os_secret_oidc_papi_client_secret"] = "s3cr3t"
+    import yaml
+    (sample_inventory / "secrets.yml").write_bytes(mod._vault(mod.read_password(pw)).encrypt(yaml.safe_dump(data).encode()))
+    assert main(["secrets", "--rotate", "ai4os_secret_ca", str(sample_inventory)]) == 0
+    assert read_secrets(sample_inventory, pw)["ai4os_secret_oidc_papi_client_secret"] == "s3cr3t"
