@@ -1,0 +1,260 @@
+"""APEL records: golden files, caso's models as the reference, a real dirq queue, bad queue/certificate input.
+
+Nomad is the recorded-response TEST DOUBLE (nomad_double.py); the queue is a
+real dirq QueueSimple read back with dirq's own API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from dirq.QueueSimple import QueueSimple
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nomad_double import NomadDouble, fixture
+
+from ai4os_kit.accounting import apel
+from ai4os_kit.accounting.collector import collect
+from ai4os_kit.accounting.hostcert import check_host_certificate
+from ai4os_kit.accounting.model import APEL_STATUS, Usage
+from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
+from ai4os_kit.accounting.ssmqueue import OutgoingQueue
+from ai4os_kit.accounting.store import Store
+from ai4os_kit.errors import InputError, KitError
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = 1775500000  # 2026-04-06T18:26:40Z
+CTX = apel.ExportContext(site_names={"ifca": "IFCA-LCG2"},
+                         vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
+                         compute_service="AI4OS Nomad", cloud_type="ai4os-kit (Nomad)")
+
+
+def read_queue(path: Path) -> list[str]:
+    """Every message of a dirq QueueSimple, in queue order, read (and removed) with dirq's API as ssmsend does."""
+    queue = QueueSimple(str(path))
+    out = []
+    for name in queue:
+        if queue.lock(name):
+            out.append(queue.get(name).decode())
+            queue.remove(name)
+    return out
+
+
+@pytest.fixture
+def recorded_store(nomad_double: NomadDouble, tmp_path: Path) -> Path:
+    for name in ("allocation-gpu-running.json", "allocation-cpu-complete.json"):
+        doc = fixture(name)
+        nomad_double.allocs[doc["ID"]] = doc
+    path = tmp_path / "acct.sqlite"
+    with Store(path) as store:
+        collect(NomadSource(NomadSettings(address=nomad_double.address)), store)
+    return path
+
+
+def test_cloud_and_gpu_messages_match_golden_files_through_a_real_dirq_queue(recorded_store: Path,
+                                                                              tmp_path: Path) -> None:
+    queue_dir = tmp_path / "outgoing"
+    queue = OutgoingQueue(queue_dir)
+    with Store(recorded_store) as store:
+        cloud = apel.export_cloud(store, queue, CTX, NOW)
+        gpu = apel.export_accelerator(store, queue, CTX, NOW)
+    assert (cloud.records, cloud.messages, gpu.records, gpu.messages) == (2, 1, 2, 1)
+    assert QueueSimple(str(queue_dir)).count() == 2
+    cloud_text, gpu_text = read_queue(queue_dir)
+    assert cloud_text == (GOLDEN / "apel-cloud-message.txt").read_text()
+    assert json.loads(gpu_text) == json.loads((GOLDEN / "apel-accelerator-message.json").read_text())
+    assert QueueSimple(str(queue_dir)).count() == 0
+
+
+def test_cloud_message_layout(recorded_store: Path, tmp_path: Path) -> None:
+    """v0.4 header, records separated by a line holding only %%, keys sorted as caso writes them."""
+    with Store(recorded_store) as store:
+        apel.export_cloud(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+    (text,) = read_queue(tmp_path / "q")
+    header, body = text.split("\n", 1)
+    assert header == "APEL-cloud-message: v0.4" and text.endswith("\n")
+    records = body.rstrip("\n").split("\n%%\n")
+    assert len(records) == 2
+    for record in records:
+        keys = [line.split(": ", 1)[0] for line in record.split("\n")]
+        assert keys == sorted(keys)
+        assert {"VMUUID", "SiteName", "CloudComputeService", "MachineName", "LocalUserId", "GlobalUserName", "FQAN",
+                "Status", "StartTime", "EndTime", "WallDuration", "CpuCount", "Memory", "Disk",
+                "CloudType"} <= set(keys)
+
+
+def test_gpu_records_split_by_calendar_month(recorded_store: Path, tmp_path: Path) -> None:
+    with Store(recorded_store) as store:
+        apel.export_accelerator(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+    (text,) = read_queue(tmp_path / "q")
+    message = json.loads(text)
+    assert (message["Type"], message["Version"]) == ("APEL-accelerator-message", "0.1")
+    months = {(r["MeasurementYear"], r["MeasurementMonth"]): r["AvailableDuration"] for r in message["UsageRecords"]}
+    april = 1775001600  # 2026-04-01T00:00:00Z
+    assert months == {(2026, 3): april - 1774908310, (2026, 4): NOW - april}
+
+
+def test_second_export_sends_only_running_allocations_again(recorded_store: Path, tmp_path: Path) -> None:
+    with Store(recorded_store) as store:
+        queue = OutgoingQueue(tmp_path / "q")
+        apel.export_cloud(store, queue, CTX, NOW)
+        again = apel.export_cloud(store, queue, CTX, NOW + 600)
+    assert again.records == 1  # the running GPU allocation, with 600 s more wall time
+    last = read_queue(tmp_path / "q")[-1]
+    assert "VMUUID: 6b8c7f2e-3a41-4c55-9d2e-0f1a2b3c4d5e" in last and f"WallDuration: {NOW + 600 - 1774908310}" in last
+
+
+usages = st.builds(
+    Usage,
+    alloc_id=st.uuids().map(str),
+    namespace=st.sampled_from(["ai4eosc", "imagine"]),
+    job_id=st.text(max_size=20),
+    name=st.text(max_size=40),
+    owner=st.none() | st.text(min_size=1, max_size=30),
+    node_id=st.just("n"),
+    datacenter=st.just("ifca"),
+    cpu_millicores=st.integers(0, 256_000),
+    cpu_mhz=st.integers(0, 10**6),
+    memory_mb=st.integers(0, 2**21),
+    disk_mb=st.integers(0, 2**22),
+    gpu_count=st.integers(0, 8),
+    gpu_model=st.none() | st.text(max_size=30),
+    create=st.just(1_700_000_000),
+    start=st.integers(1_700_000_000, 1_760_000_000),
+    end=st.none() | st.integers(1_760_000_000, 1_770_000_000),
+    status=st.sampled_from(sorted(APEL_STATUS)),
+    modify_index=st.integers(1, 10**9),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(usages)
+def test_rendering_equals_casos_own_models(usage: Usage) -> None:
+    """The fast renderer writes byte for byte what caso's CloudRecord/AcceleratorRecord write."""
+    now = 1_770_000_000
+    fields = apel.cloud_fields(usage, CTX, now)
+    assert fields is not None
+    reference = apel.caso_cloud_record(usage, CTX, now)
+    assert reference is not None
+    assert apel.render_cloud(fields) == reference.ssm_message()
+    assert "\n%%" not in apel.render_cloud(fields).replace("\n", "\n ")  # no record can inject a separator
+    for rec in apel.accelerator_records(usage, CTX, now):
+        assert json.dumps(rec, separators=(",", ":")) == apel.caso_accelerator_record(rec).ssm_message()
+
+
+def test_gpu_hours_over_months_add_up() -> None:
+    usage = Usage(str(uuid.uuid4()), "ai4eosc", "j", "n", "o", "n", "ifca", 1000, 0, 1, 1, 2, "NVIDIA A100",
+                  0, 1767139200, 1772323200, "complete", 1)  # 2025-12-31 .. 2026-03-01
+    records = apel.accelerator_records(usage, CTX, NOW)
+    assert [(r["MeasurementYear"], r["MeasurementMonth"]) for r in records] == [(2025, 12), (2026, 1), (2026, 2)]
+    assert sum(r["AvailableDuration"] for r in records) == 1772323200 - 1767139200
+
+
+# -- bad input: full / read-only queue directory, host certificate
+
+_EXPORT_SNIPPET = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+from test_accounting_apel import CTX, NOW
+from ai4os_kit.accounting import apel
+from ai4os_kit.accounting.ssmqueue import OutgoingQueue
+from ai4os_kit.accounting.store import Store
+from ai4os_kit.errors import KitError
+try:
+    with Store({store!r}) as store:
+{limit}
+        apel.export_cloud(store, OutgoingQueue({queue!r}), CTX, NOW)
+except KitError as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def _export_in_child(store: Path, queue: Path, limit: str = "", unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
+    code = _EXPORT_SNIPPET.format(tests=str(Path(__file__).parent), store=str(store), queue=str(queue), limit=limit)
+    cmd = [sys.executable, "-c", code]
+    if unprivileged and os.geteuid() == 0:  # root ignores file modes unless DAC override is dropped
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _queue_files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+def test_full_queue_directory_writes_nothing_and_keeps_the_cursor(recorded_store: Path, tmp_path: Path) -> None:
+    queue_dir = tmp_path / "outgoing"
+    queue_dir.mkdir()
+    limit = ("        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))")  # the 'disk' takes 100 bytes per file
+    proc = _export_in_child(recorded_store, queue_dir, limit)
+    assert proc.returncode == 3, proc.stderr
+    assert f"cannot write to the SSM outgoing queue {queue_dir}: File too large" in proc.stdout
+    assert "Nothing was half-written" in proc.stdout and "Traceback" not in proc.stderr
+    assert _queue_files(queue_dir) == []  # no partial message, no temporary file
+    with Store(recorded_store) as store:
+        assert store.meta("cursor_apel_cloud") == 0
+        result = apel.export_cloud(store, OutgoingQueue(queue_dir), CTX, NOW)  # space is back: nothing lost
+    assert result.records == 2 and len(read_queue(queue_dir)) == 1
+
+
+def test_read_only_queue_directory_is_a_clear_error(recorded_store: Path, tmp_path: Path) -> None:
+    queue_dir = tmp_path / "outgoing"
+    queue_dir.mkdir()
+    queue_dir.chmod(0o555)
+    try:
+        proc = _export_in_child(recorded_store, queue_dir, unprivileged=True)
+    finally:
+        queue_dir.chmod(0o755)
+    assert proc.returncode == 3, proc.stderr
+    assert "Permission denied" in proc.stdout and "give the accounting service user write access" in proc.stdout
+    assert _queue_files(queue_dir) == []
+    with Store(recorded_store) as store:
+        assert store.meta("cursor_apel_cloud") == 0
+
+
+def test_queue_path_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "q").write_text("")
+    with pytest.raises(KitError, match="cannot write to the SSM outgoing queue"):
+        OutgoingQueue(tmp_path / "q")
+
+
+def make_cert(directory: Path, days: int = 365, name: str = "host") -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accounting.ai4os.example.org")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=400))
+            .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}cert.pem", directory / f"{name}key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_host_certificate_checks(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    assert "accounting.ai4os.example.org" in check_host_certificate(cert, key, "acct.yml")
+    with pytest.raises(InputError, match=r"ssm.host_cert: .*missing-cert.pem does not exist"):
+        check_host_certificate(tmp_path / "missing-cert.pem", key, "acct.yml")
+    with pytest.raises(InputError, match="ssm.host_cert: missing"):
+        check_host_certificate(None, key, "acct.yml")
+    old, old_key = make_cert(tmp_path, days=-1, name="old")
+    with pytest.raises(InputError, match="expired on"):
+        check_host_certificate(old, old_key, "acct.yml")
+    with pytest.raises(InputError, match="does not belong to"):
+        check_host_certificate(cert, old_key, "acct.yml")
+    with pytest.raises(InputError, match="not a PEM X.509 certificate"):
+        check_host_certificate(key, key, "acct.yml")
