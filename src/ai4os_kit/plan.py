@@ -52,7 +52,7 @@ def _node_groups(site: str, role: str, enabled: list[Component]) -> list[str]:
         groups += ["consul_servers", "nomad_servers"]
     else:
         groups += ["consul_clients", "nomad_clients"]
-    groups += [c.name for c in enabled if c.layer in ("host", "cluster") and c.lands_on(role)]
+    groups += [c.name for c in enabled if c.lands_on(role)]
     return groups
 
 
