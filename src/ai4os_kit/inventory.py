@@ -308,8 +308,21 @@ def _check_pools(i: int, site: dict[str, Any], vo_namespaces: set[str], col: _Co
                 "add a pool {role: ingress, count: 1, floating_ip: true}")
 
 
+EgiResolver = Callable[[dict[str, Any], int, str], Any]
+
+
+def default_egi_resolver() -> EgiResolver | None:
+    """Resolve EGI sites through EGI's site list shipped with the cloud layer (if installed)."""
+    try:
+        from ai4os_kit.cloud import egi_sites
+    except ImportError:
+        return None
+    catalogue = egi_sites.load_sites()
+    return lambda site, index, file: egi_sites.resolve(site, index, catalogue, file)
+
+
 def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Collector,
-                 resolve_egi: Callable[[dict[str, Any]], list[str]] | None) -> None:
+                 resolve_egi: EgiResolver | None) -> None:
     vo_names = {vo["name"] for vo in platform["ai4os_vos"]}
     namespaces = {vo["namespace"] for vo in platform["ai4os_vos"]}
     seen_names: dict[str, int] = {}
@@ -349,9 +362,13 @@ def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Co
                                 f"{cidr} overlaps ai4os_sites[{k}]'s {other}; federated sites must not share addresses",
                                 "give each site a distinct CIDR")
                 networks.append((i, net))
-        if resolve_egi and site.get("egi_site"):
-            for problem in resolve_egi(site):
-                col.add(("ai4os_sites", i, "egi_site"), problem, "run `ai4os-kit sites` to list the EGI sites and the VOs they offer")
+        if resolve_egi and site.get("egi_site") and site.get("vo") in vo_names:
+            try:
+                resolve_egi(site, i, col.file)
+            except InputError as err:
+                err.line = line_of(col.lines, ("ai4os_sites", i, err.key.rsplit(".", 1)[-1]))
+                err.args = (err.render(),)
+                col.errors.append(err)
 
 
 def component_flags(platform: dict[str, Any]) -> dict[str, bool]:
@@ -416,9 +433,16 @@ def check_secrets(inventory: Path) -> list[InputError]:
 
 # ------------------------------------------------------------------- entry point
 
+_DEFAULT: Any = object()
+
+
 def load_inventory(path: str | Path, *, check_vault: bool = True,
-                   resolve_egi: Callable[[dict[str, Any]], list[str]] | None = None) -> Inventory:
-    """Load and validate an inventory directory; raise InputError(s) on any problem."""
+                   resolve_egi: EgiResolver | None = _DEFAULT) -> Inventory:
+    """Load and validate an inventory directory; raise InputError(s) on any problem.
+
+    EGI sites are resolved through EGI's site list (``resolve_egi``; by
+    default the list shipped with the kit; ``None`` skips it).
+    """
     root = Path(path)
     if not root.is_dir():
         raise InputError(str(root), "", "inventory directory not found",
@@ -435,6 +459,8 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     pcol = _Collector(str(pfile), plines)
     _check_platform(platform, pcol)
     scol = _Collector(str(sfile), slines)
+    if resolve_egi is _DEFAULT:
+        resolve_egi = default_egi_resolver()
     _check_sites(platform, sites_doc["ai4os_sites"], scol, resolve_egi)
     errors = pcol.errors + scol.errors
     errors += _component_settings_errors(platform, set(resolution.enabled), str(pfile), plines)

@@ -158,7 +158,11 @@ CASES = [
          "secrets.yml", "(top level)", ("cannot be decrypted", "password file")),
     Case("secrets-in-plain-text", plaintext_secrets,
          "secrets.yml", "(top level)", ("not encrypted", "ansible-vault encrypt")),
-    Case("keycloak-without-audience", replace("platform.yml", "provider: egi_checkin", "provider: keycloak"),
+    Case("unknown-egi-site", mutate("sites.yml", setitem(site(0), "egi_site", "IFCA-LGC2")),
+         "sites.yml", "ai4os_sites[0].egi_site", ("unknown EGI site 'IFCA-LGC2'", "IFCA-LCG2", "ai4os-kit sites")),
+    Case("vo-not-offered-at-egi-site", mutate("sites.yml", lambda d: d["ai4os_sites"][0].update(egi_site="CESNET-MCCG2")),
+         "sites.yml", "ai4os_sites[0].vo", ("not offered at CESNET-MCCG2", "IFCA-LCG2")),
+    Case("oidc-mapping-for-other-provider", replace("platform.yml", "provider: egi_checkin", "provider: keycloak"),
          "platform.yml", "ai4os_oidc.checkin", ("Check-in mapping is given but provider is keycloak", "remove ai4os_oidc.checkin")),
 ]
 
