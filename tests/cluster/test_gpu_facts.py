@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ai4os_gpu as gpu
 import pytest
-from conftest import ansible_bin, ansible_env
+from cluster_helpers import ansible_bin, ansible_env
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_UUID = "GPU-00000000-1111-2222-3333-444444444444"
