@@ -48,7 +48,7 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 def local_names(module: Path) -> list[str]:
     with open(module / "locals.tf", encoding="utf-8") as handle:
         parsed = hcl2.load(handle)
-    return [name for block in parsed.get("locals", []) for name in block]
+    return [name for block in parsed.get("locals", []) for name in block if not name.startswith("__")]
 
 
 def evaluate_locals(module: Path, variables: dict[str, Any], workdir: Path,

@@ -1,0 +1,133 @@
+"""Every security-group rule traces to the plan's port table; no management port is world-open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tfharness
+
+from ai4os_kit.terraform import render
+
+WORLD = {"0.0.0.0/0", "::/0"}
+WEB = {("tcp", 80), ("tcp", 443)}
+
+
+def _rendered_rules(plan: dict[str, Any], tmp_path: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(site, role, rule) for every ingress rule of the rendered root."""
+    root = render.render_root(plan, tmp_path / "root")
+    return [(call["site"], group["role"], rule)
+            for call in root["module"].values()
+            for group in call["secgroups"].values()
+            for rule in group["rules"]]
+
+
+def _allowed_cidrs(plan: dict[str, Any], site_name: str, exposure: str) -> set[str]:
+    site = next(s for s in plan["sites"] if s["name"] == site_name)
+    return {
+        "public": WORLD,
+        "operator": set(site["ssh"]["allowed_cidrs"]),
+        "site": {site["network"]["cidr"]},
+        "federation": {s["network"]["cidr"] for s in render.cloud_sites(plan)},
+    }.get(exposure, set())
+
+
+def test_every_rule_traces_to_a_port_of_the_port_table(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    ports = {(p["component"], p["name"]): p for p in sample_plan["ports"]}
+    rules = _rendered_rules(sample_plan, tmp_path)
+    assert len(rules) > 50
+    for site, role, rule in rules:
+        component, port_name = rule["description"].split("/", 1)
+        port = ports.get((component, port_name))
+        assert port is not None, f"{site}/{role}: rule {rule} names no port of the port table"
+        assert (rule["protocol"], rule["port_min"], rule["port_max"]) == (port["protocol"], port["port_min"], port["port_max"])
+        assert role in port["node_roles"], f"{port_name} is not listened on by {role} nodes"
+        assert rule["remote_cidr"] in _allowed_cidrs(sample_plan, site, port["exposure"]), (
+            f"{site}/{role}: {port_name} ({port['exposure']}) opened to {rule['remote_cidr']}")
+
+
+def test_every_port_of_the_table_is_opened_where_it_listens(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    """The converse: nothing the platform needs is missing."""
+    opened = {(site, role, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+              for site, role, r in _rendered_rules(sample_plan, tmp_path)}
+    for site in render.cloud_sites(sample_plan):
+        roles = {pool["role"] for pool in site["pools"]}
+        for port in sample_plan["ports"]:
+            for role in roles & set(port["node_roles"]):
+                for cidr in _allowed_cidrs(sample_plan, site["name"], port["exposure"]):
+                    if cidr == "::/0":
+                        continue
+                    wanted = (site["name"], role, port["protocol"], port["port_min"], port["port_max"], cidr)
+                    assert wanted in opened, f"{port['component']}/{port['name']} is not opened: {wanted}"
+
+
+def test_no_management_port_is_open_to_the_world(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    world = [(site, role, r) for site, role, r in _rendered_rules(sample_plan, tmp_path) if r["remote_cidr"] in WORLD]
+    assert world, "the web entry points must be reachable"
+    for site, role, rule in world:
+        assert role == "ingress", f"{site}: {rule} is world-open on a {role} node"
+        assert rule["port_min"] == rule["port_max"] and (rule["protocol"], rule["port_min"]) in WEB, rule
+
+
+def test_ssh_from_outside_only_reaches_the_bastion(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    for site, role, rule in _rendered_rules(sample_plan, tmp_path):
+        if rule["protocol"] == "tcp" and rule["port_min"] <= 22 <= rule["port_max"]:
+            site_cidr = _allowed_cidrs(sample_plan, site, "site")
+            if rule["remote_cidr"] not in site_cidr:
+                assert role == "ingress" and rule["remote_cidr"] in _allowed_cidrs(sample_plan, site, "operator")
+    bastions = {s["bastion"] for s in sample_plan["sites"]}
+    assert all(n["role"] == "ingress" for n in sample_plan["nodes"] if n["name"] in bastions)
+
+
+@pytest.mark.parametrize(("protocol", "port"), [("udp", 8302), ("tcp", 8302), ("udp", 4648), ("tcp", 4648), ("tcp", 4647)])
+def test_federation_gossip_and_rpc_between_the_site_cidrs(sample_plan: dict[str, Any], tmp_path: Path,
+                                                          protocol: str, port: int) -> None:
+    cidrs = {s["network"]["cidr"] for s in render.cloud_sites(sample_plan)}
+    for site in render.cloud_sites(sample_plan):
+        sources = {r["remote_cidr"] for s, role, r in _rendered_rules(sample_plan, tmp_path)
+                   if s == site["name"] and role == "server" and r["protocol"] == protocol and r["port_min"] == port}
+        assert sources == cidrs, f"{site['name']}: {protocol}/{port} from {sources}"
+
+
+def test_module_applies_exactly_the_rendered_rules_plus_egress(terraform: str, sample_plan: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    """Real Terraform evaluates the secgroups module's expressions on the rendered arguments."""
+    root = render.render_root(sample_plan, tmp_path / "root")
+    groups = {n: {"description": g["description"], "rules": g["rules"]} for n, g in root["module"]["site_ifca"]["secgroups"].items()}
+    values = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups}, tmp_path / "eval")
+    assert isinstance(values, dict)
+    effective = values["rules"]
+    ingress = {(r["group"], r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+               for r in effective.values() if r["direction"] == "ingress"}
+    rendered = {(name, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+                for name, g in groups.items() for r in g["rules"]}
+    assert ingress == rendered
+    egress = sorted((r["group"], r["ethertype"], r["remote_cidr"]) for r in effective.values() if r["direction"] == "egress")
+    assert egress == sorted((g, e, c) for g in groups for e, c in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")))
+
+
+def test_module_merges_duplicate_rules_and_keeps_both_names(terraform: str, tmp_path: Path) -> None:
+    """Neutron refuses duplicate rules: the same port from two components becomes one rule naming both."""
+    rule = {"protocol": "tcp", "port_min": 4647, "port_max": 4647, "remote_cidr": "10.10.0.0/24"}
+    groups = {"g": {"rules": [dict(rule, description="nomad/nomad-rpc"), dict(rule, description="nomad/nomad-rpc-clients")]}}
+    values = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups, "egress_cidrs": []}, tmp_path)
+    assert isinstance(values, dict)
+    assert values["rules"] == {"g|ingress|IPv4|tcp|4647|4647|10.10.0.0/24": {
+        "group": "g", "key": "g|ingress|IPv4|tcp|4647|4647|10.10.0.0/24", "direction": "ingress", "ethertype": "IPv4",
+        "protocol": "tcp", "port_min": 4647, "port_max": 4647, "remote_cidr": "10.10.0.0/24",
+        "description": "nomad/nomad-rpc, nomad/nomad-rpc-clients"}}
+
+
+@pytest.mark.parametrize(("protocol", "port"), [("tcp", 22), ("tcp", 4646), ("udp", 8302), ("tcp", 8500)])
+def test_module_refuses_a_world_open_management_port(terraform: str, tmp_path: Path, protocol: str, port: int) -> None:
+    groups = {"g": {"rules": [{"protocol": protocol, "port_min": port, "port_max": port, "remote_cidr": "0.0.0.0/0"}]}}
+    proc = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups}, tmp_path, check=False)
+    assert not isinstance(proc, dict), "a world-open management port was accepted"
+    assert "Only tcp/80 and tcp/443 may be open to 0.0.0.0/0" in proc.stderr
+
+
+def test_module_accepts_https_from_the_world(terraform: str, tmp_path: Path) -> None:
+    groups = {"g": {"rules": [{"protocol": "tcp", "port_min": 443, "port_max": 443, "remote_cidr": "0.0.0.0/0"}]}}
+    values = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups}, tmp_path)
+    assert isinstance(values, dict) and "g|ingress|IPv4|tcp|443|443|0.0.0.0/0" in values["rules"]
