@@ -28,6 +28,7 @@ CLOUDS_FILE = "clouds.yaml"
 SITES_FILE = "sites.yml"
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
+LoadPlan = Callable[[Path], dict[str, Any]]
 PrepareRoot = Callable[[Mapping[str, Any], Path], None]
 Credentials = Callable[[Mapping[str, Any], Path], dict[str, str]]
 
@@ -138,24 +139,26 @@ def write_inventory(plan: Mapping[str, Any], inventory: Path, output: Mapping[st
 
 # ------------------------------------------------------------------ commands
 
-@dataclass
-class Steps:
-    """The cloud-facing steps. Tests replace them only where the OpenStack
-    provider and Keystone cannot be reached (see tests/terraform)."""
-
-    prepare_root: PrepareRoot = prepare_root
-    credentials: Credentials = cloud_credentials
-
-
-def _load_plan(inventory: Path) -> dict[str, Any]:
+def load_plan(inventory: Path) -> dict[str, Any]:
     from ai4os_kit.inventory import load_inventory
     from ai4os_kit.plan import build_plan
 
     return build_plan(load_inventory(inventory))
 
 
+@dataclass
+class Steps:
+    """The steps around Terraform. Tests replace the cloud-facing ones only
+    where the OpenStack provider and Keystone cannot be reached (see
+    tests/terraform/test_tf_provision.py)."""
+
+    load_plan: LoadPlan = load_plan
+    prepare_root: PrepareRoot = prepare_root
+    credentials: Credentials = cloud_credentials
+
+
 def _start(inventory: Path, echo: Echo, steps: Steps) -> tuple[dict[str, Any], Terraform]:
-    plan = _load_plan(inventory)
+    plan = steps.load_plan(inventory)
     directory = root_dir(inventory)
     render.render_backend(plan)  # a bad backend setting stops here, before anything is written
     check_backend_env(plan, os.environ)

@@ -101,7 +101,8 @@ class Terraform:
         if code not in (0, 2) or (code == 2 and "-detailed-exitcode" not in args):
             if not errors:
                 errors = [line for line in stderr.splitlines() if line.strip() and "CLI configuration" not in line][-5:]
-            raise KitError(f"terraform {what} failed in {self.workdir}:\n  " + "\n  ".join(errors or ["(no message)"]))
+            unique = list(dict.fromkeys(errors)) or ["(no message)"]
+            raise KitError(f"terraform {what} failed in {self.workdir}:\n  " + "\n  ".join(unique))
 
     def _progress(self, msg: Mapping[str, Any]) -> None:
         kind = msg.get("type")

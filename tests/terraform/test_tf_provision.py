@@ -1,0 +1,209 @@
+"""`provision` / `destroy` end to end with real Terraform.
+
+The OpenStack provider and the sites' Keystones cannot be reached from the
+test machines, so two steps are replaced, and only those: the root's site
+module is the TEST DOUBLE from tfharness.fake_site_module (real site
+variables and validations, real inventory module, terraform_data instead of
+servers), and credentials are not refreshed. The plan, the rendered root's
+arguments, the runner, Terraform itself, the `inventory` output and
+hosts.yml are all real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+import tfharness
+import yaml
+
+from ai4os_kit import ansible_inventory
+from ai4os_kit.cli import main
+from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.terraform import provision, render
+
+
+def _double_steps(fake: Path, plan_override: Any = None) -> provision.Steps:
+    def prepare(plan: Mapping[str, Any], directory: Path) -> None:
+        root = render.render_root(plan, directory)
+        root = tfharness.strip_openstack(root, fake)
+        for call in root["module"].values():
+            call["source"] = os.path.relpath(fake, directory.resolve())
+        render.write_root(root, directory)
+
+    def load(inventory: Path) -> dict[str, Any]:
+        plan = provision.load_plan(inventory)
+        return plan_override(plan) if plan_override else plan
+
+    return provision.Steps(load_plan=load, prepare_root=prepare, credentials=lambda plan, directory: {})
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path, terraform: str) -> Path:
+    return tfharness.fake_site_module(tmp_path / "fake_site")
+
+
+def _hosts(inventory: Path) -> dict[str, Any]:
+    return yaml.safe_load((inventory / "hosts.yml").read_text())["all"]
+
+
+def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory: Path, fake_site: Path) -> None:
+    lines: list[str] = []
+    assert provision.provision(sample_inventory, echo=lines.append, steps=_double_steps(fake_site)) == 0
+    plan = provision.load_plan(sample_inventory)
+    hosts = _hosts(sample_inventory)
+    # Same structure and host vars as the plan-rendered inventory, plus connection variables.
+    plain = ansible_inventory.render(plan)["all"]
+    assert hosts["children"] == plain["children"]
+    assert sorted(hosts["hosts"]) == sorted(plain["hosts"])
+    for site in plan["sites"]:
+        bastion = hosts["hosts"][site["bastion"]]
+        assert bastion["ansible_host"].startswith("203.0.113.")
+        for node in (n for n in plan["nodes"] if n["site"] == site["name"]):
+            hv = hosts["hosts"][node["name"]]
+            assert {k: v for k, v in hv.items() if not k.startswith("ansible_")} == plain["hosts"][node["name"]]
+            assert hv["ansible_user"] == site["ssh"]["user"]
+            if node["floating_ip"]:
+                assert "ansible_ssh_common_args" not in hv
+            else:
+                assert hv["ansible_host"].startswith(site["network"]["cidr"].rsplit(".", 1)[0] + ".")
+                assert hv["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{bastion['ansible_host']}"
+    assert any("Plan: 13 to add" in line for line in lines)
+    assert any(line.startswith("  done: module.site_ifca.terraform_data.node") for line in lines)
+    assert lines[-1] == f"wrote the Ansible inventory {sample_inventory / 'hosts.yml'}"
+    # Nothing was read from the state: the addresses equal Terraform's own output.
+    # A second run changes nothing and writes the same inventory.
+    before = (sample_inventory / "hosts.yml").read_text()
+    lines.clear()
+    provision.provision(sample_inventory, echo=lines.append, steps=_double_steps(fake_site))
+    assert "no changes: the clouds match the plan" in lines
+    assert (sample_inventory / "hosts.yml").read_text() == before
+
+
+def test_plan_only_changes_nothing(sample_inventory: Path, fake_site: Path) -> None:
+    lines: list[str] = []
+    provision.provision(sample_inventory, plan_only=True, echo=lines.append, steps=_double_steps(fake_site))
+    assert lines[-1] == "plan only: 13 to add, 0 to change, 0 to destroy; nothing was changed"
+    assert not (sample_inventory / "hosts.yml").exists()
+    assert not (sample_inventory / "terraform" / "terraform.tfstate").exists()
+
+
+def test_destroy_asks_and_only_yes_destroys(sample_inventory: Path, fake_site: Path) -> None:
+    steps = _double_steps(fake_site)
+    provision.provision(sample_inventory, echo=lambda _: None, steps=steps)
+    state = sample_inventory / "terraform" / "terraform.tfstate"
+    lines: list[str] = []
+    assert provision.destroy(sample_inventory, echo=lines.append, steps=steps, ask=lambda q: "no") == 1
+    assert "not confirmed: nothing was destroyed" in lines
+    assert json.loads(state.read_text())["resources"]
+    questions: list[str] = []
+    assert provision.destroy(sample_inventory, echo=lines.append, steps=steps,
+                             ask=lambda q: questions.append(q) or "yes") == 0
+    assert questions and "Destroy 13 resource(s)" in questions[0]
+    assert not json.loads(state.read_text())["resources"]
+    assert all("ansible_host" not in hv for hv in _hosts(sample_inventory)["hosts"].values())
+    assert provision.destroy(sample_inventory, yes=True, echo=lines.append, steps=steps) == 0
+    assert lines[-1] == "nothing to destroy"
+
+
+def test_destroy_without_a_terminal_needs_yes(sample_inventory: Path, fake_site: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = _double_steps(fake_site)
+    provision.provision(sample_inventory, echo=lambda _: None, steps=steps)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(InputError, match="re-run with --yes"):
+        provision.destroy(sample_inventory, echo=lambda _: None, steps=steps)
+
+
+def test_output_missing_a_node_is_an_error(sample_plan: dict[str, Any]) -> None:
+    with pytest.raises(KitError, match="lacks ifca-server-1"):
+        provision.addresses_from_output(sample_plan, {"ifca": {"hosts": {}}, "cesnet": {"hosts": {}}})
+    with pytest.raises(KitError, match="no `inventory` output"):
+        provision.addresses_from_output(sample_plan, None)
+
+
+# ------------------------------------------------------------------ bad input stops before Terraform
+
+def _backend(conf: Any) -> Any:
+    def override(plan: dict[str, Any]) -> dict[str, Any]:
+        plan["settings"][render.BACKEND_SETTING] = conf
+        return plan
+    return override
+
+
+@pytest.mark.parametrize("conf", [{"type": "consul"}, {"type": "s3"}, {"type": "s3", "bucket": "b", "secret_key": "x"}])
+def test_misconfigured_backend_fails_before_anything_is_written(sample_inventory: Path, tmp_path: Path, conf: Any) -> None:
+    steps = _double_steps(tmp_path / "unused", plan_override=_backend(conf))
+    with pytest.raises(InputError) as err:
+        provision.provision(sample_inventory, echo=lambda _: None, steps=steps)
+    assert err.value.key.startswith("ai4os_terraform_backend")
+    assert not (sample_inventory / "terraform").exists()
+
+
+def test_remote_backend_without_credentials_in_the_environment(sample_inventory: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    conf = {"type": "swift", "container": "state", "endpoint": "https://swift.example.org"}
+    steps = _double_steps(tmp_path / "unused", plan_override=_backend(conf))
+    with pytest.raises(InputError) as err:
+        provision.provision(sample_inventory, echo=lambda _: None, steps=steps)
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in err.value.problem
+    assert "ec2 credentials create" in err.value.fix
+    assert not (sample_inventory / "terraform").exists()
+
+
+def test_only_testbed_sites_is_an_input_error(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    for site in sample_plan["sites"]:
+        site["testbed"] = True
+    with pytest.raises(InputError, match="no cloud site to provision"):
+        provision.prepare_root(sample_plan, tmp_path / "terraform")
+    assert not (tmp_path / "terraform").exists()
+
+
+# ------------------------------------------------------------------ credentials
+
+def test_unknown_operator_cloud_is_an_input_error(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    clouds = tmp_path / "operator-clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"other": {"auth": {"auth_url": "https://k.example.org"}}}}))
+    with pytest.raises(InputError) as err:
+        provision.cloud_credentials(sample_plan, tmp_path / "terraform", {"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert err.value.key == "ai4os_sites[1].cloud" and "cesnet-prod" in err.value.problem
+    assert not (tmp_path / "terraform" / "clouds.yaml").exists()
+
+
+def test_operator_clouds_are_copied_and_checkin_sites_need_a_token(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    clouds = tmp_path / "operator-clouds.yaml"
+    entry = {"auth_type": "v3applicationcredential",
+             "auth": {"auth_url": "https://keystone.example.org:5000/v3", "application_credential_id": "id",
+                      "application_credential_secret": "secret"}}
+    clouds.write_text(yaml.safe_dump({"clouds": {"cesnet-prod": entry}}))
+    # ifca is an EGI Check-in site: without any access token the refresh stops with a clear error.
+    with pytest.raises(InputError, match="no EGI Check-in access token found"):
+        provision.cloud_credentials(sample_plan, tmp_path / "terraform", {"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    kit_clouds = tmp_path / "terraform" / "clouds.yaml"
+    assert yaml.safe_load(kit_clouds.read_text())["clouds"] == {"cesnet-prod": entry}
+    assert kit_clouds.stat().st_mode & 0o777 == 0o600
+    # Without Check-in sites the environment points Terraform at the kit's clouds.yaml.
+    sample_plan["sites"] = [s for s in sample_plan["sites"] if s["name"] == "cesnet"]
+    env = provision.cloud_credentials(sample_plan, tmp_path / "terraform", {"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert env == {"OS_CLIENT_CONFIG_FILE": str(kit_clouds)}
+
+
+# ------------------------------------------------------------------ CLI
+
+def test_cli_provision_bad_inventory_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["provision", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "inventory directory not found" in err and "Traceback" not in err
+
+
+def test_cli_registers_provision_and_destroy(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("provision", "destroy"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "--plan-only" in out and "--yes" in out

@@ -1,0 +1,84 @@
+"""The Terraform runner against real Terraform (roots of built-in resources only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ai4os_kit.errors import KitError
+from ai4os_kit.terraform.runner import PLAN_FILE, Terraform, find_terraform
+
+ROOT = {
+    "variable": {"names": {"type": "list(string)", "default": ["a", "b"]}},
+    "resource": {"terraform_data": {"node": {"for_each": "${toset(var.names)}", "input": "${each.key}-addr"}}},
+    "output": {"inventory": {"value": {"hosts": "${{for k, v in terraform_data.node : k => v.output}}"}}},
+}
+
+
+def _root(tmp_path: Path, root: dict | None = None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "main.tf.json").write_text(json.dumps(root or ROOT))
+    return tmp_path
+
+
+def test_init_plan_apply_output_then_no_changes(terraform: str, tmp_path: Path) -> None:
+    lines: list[str] = []
+    tf = Terraform(_root(tmp_path), echo=lines.append)
+    tf.init()
+    result = tf.plan()
+    assert (result.add, result.change, result.remove) == (2, 0, 0)
+    assert [(c.address, c.action) for c in result.changes] == [
+        ('terraform_data.node["a"]', "create"), ('terraform_data.node["b"]', "create")]
+    tf.apply()
+    assert not (tmp_path / PLAN_FILE).exists(), "the saved plan must be removed after apply"
+    assert tf.output() == {"inventory": {"hosts": {"a": "a-addr", "b": "b-addr"}}}
+    assert any(line.startswith('  create: terraform_data.node["a"]') for line in lines)
+    assert any(line.startswith('  done: terraform_data.node["b"]') for line in lines)
+    assert "  Plan: 2 to add, 0 to change, 0 to destroy." in lines
+    assert not tf.plan().has_changes
+
+
+def test_destroy_plan_and_apply(terraform: str, tmp_path: Path) -> None:
+    tf = Terraform(_root(tmp_path), echo=lambda _: None)
+    tf.init()
+    tf.plan()
+    tf.apply()
+    result = tf.plan(destroy=True)
+    assert result.remove == 2 and {c.action for c in result.changes} == {"delete"}
+    tf.apply()
+    assert tf.output() == {}
+
+
+def test_errors_become_one_kit_error_with_terraforms_diagnostics(terraform: str, tmp_path: Path) -> None:
+    bad = {"output": {"x": {"value": "${var.missing}"}}}
+    tf = Terraform(_root(tmp_path, bad), echo=lambda _: None)
+    tf.init()
+    with pytest.raises(KitError) as err:
+        tf.plan()
+    text = str(err.value)
+    assert "terraform plan failed" in text and "Reference to undeclared input variable" in text
+    assert "Traceback" not in text
+
+
+def test_a_failing_precondition_stops_the_plan(terraform: str, tmp_path: Path) -> None:
+    root = {"variable": {"fip": {"type": "string", "default": None, "nullable": True}},
+            "resource": {"terraform_data": {"x": {"input": 1, "lifecycle": [{"precondition": [
+                {"condition": "${var.fip != null}", "error_message": "The bastion has no floating IP."}]}]}}}}
+    tf = Terraform(_root(tmp_path, root), echo=lambda _: None)
+    tf.init()
+    with pytest.raises(KitError, match="The bastion has no floating IP"):
+        tf.plan()
+
+
+def test_init_reports_an_unsupported_backend(terraform: str, tmp_path: Path) -> None:
+    tf = Terraform(_root(tmp_path, {"terraform": {"backend": {"swift": {"container": "x"}}}}), echo=lambda _: None)
+    with pytest.raises(KitError, match="swift.* backend is not supported"):
+        tf.init()
+
+
+def test_missing_terraform_cli_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AI4OS_TERRAFORM", "terraform-not-installed-here")
+    with pytest.raises(KitError, match="is not installed or not on PATH"):
+        find_terraform()
