@@ -1,0 +1,259 @@
+"""Settings rules of the platform components, as data.
+
+`ai4os-kit check` calls :func:`check_component_settings` with platform.yml;
+the first task of ``playbooks/platform.yml`` runs this module
+(``python -m ai4os_kit.component_rules``) on the merged Ansible variables
+(platform.yml + secrets.yml), so the same rules stop a run before anything is
+submitted to Nomad.
+
+A rule only applies when its component is switched on. Keys are either flat
+platform.yml keys (``ai4os_storage_webdav_url``) or dotted paths into a
+mapping (``ai4os_oidc.issuer``). Rules of kind ``secret`` read secrets.yml and
+are skipped when no secrets are given (``ai4os-kit check`` checks the vault
+file separately).
+
+The settings a component knows are the keys of ``<component>_settings`` in
+``roles/<component>/defaults/main.yml`` (one place documents each default);
+an ``ai4os_<component>_<setting>`` key naming no such setting is an error
+with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+import yaml
+
+from ai4os_kit.errors import InputError
+from ai4os_kit.paths import ROOT
+
+ROLES_DIR = ROOT / "roles"
+MISSING = object()
+DB_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One requirement on one setting of one component."""
+
+    component: str
+    key: str                    # flat key or dotted path (ai4os_oidc.issuer)
+    kind: str                   # required | https | scheme | secret | file | vo_keys | provider_required
+    fix: str
+    fallback: str | None = None  # key used when `key` is not set
+    arg: tuple[str, ...] = ()    # kind-specific argument (schemes, provider name)
+
+
+RULES: tuple[Rule, ...] = (
+    # storage: the users' Nextcloud (WebDAV) the rclone sidecars mount
+    Rule("storage", "ai4os_storage_webdav_url", "required",
+         "set ai4os_storage_webdav_url to the WebDAV root of your Nextcloud, "
+         "e.g. https://share.example.org/remote.php/webdav/"),
+    Rule("storage", "ai4os_storage_webdav_url", "https",
+         "use the https:// URL of the WebDAV endpoint (credentials travel in it)"),
+    # mlflow: a tracking server needs a database
+    Rule("mlflow", "ai4os_mlflow_backend_store_uri", "required",
+         "set ai4os_mlflow_backend_store_uri to a database URI, e.g. "
+         "postgresql://mlflow@db.example.org/mlflow (put the password in secrets.yml as "
+         "ai4os_mlflow_backend_store_password)"),
+    Rule("mlflow", "ai4os_mlflow_backend_store_uri", "scheme",
+         "use a SQLAlchemy database URI (postgresql://, mysql://, sqlite:///, mssql://)", arg=DB_SCHEMES),
+    # vault: JWT auth on the platform issuer
+    Rule("vault", "ai4os_vault_jwt_issuer", "required",
+         "set ai4os_oidc.issuer (or ai4os_vault_jwt_issuer) to the https issuer whose tokens Vault accepts",
+         fallback="ai4os_oidc.issuer"),
+    Rule("vault", "ai4os_vault_jwt_issuer", "https",
+         "Vault's JWT auth must fetch the issuer's keys over https: use an https:// issuer",
+         fallback="ai4os_oidc.issuer"),
+    # oidc: issuer, clients and the secrets of confidential clients
+    Rule("oidc", "ai4os_oidc.issuer", "required", "set ai4os_oidc.issuer to your provider's issuer URL"),
+    Rule("oidc", "ai4os_oidc.issuer", "https",
+         "use the provider's https:// issuer URL (tokens and keys must not travel in clear text)"),
+    Rule("oidc", "ai4os_oidc.clients.oauth2_proxy", "required",
+         "register a confidential client for the admin UIs' forward-auth and set ai4os_oidc.clients.oauth2_proxy"),
+    Rule("oidc", "ai4os_oidc.clients.nomad", "required",
+         "register a confidential client for Nomad's OIDC login and set ai4os_oidc.clients.nomad"),
+    Rule("oidc", "ai4os_oidc.operators_group", "required",
+         "set ai4os_oidc.operators_group to the entitlement (Check-in) or role (Keycloak) of platform operators"),
+    Rule("oidc", "ai4os_oidc.keycloak.audience", "provider_required",
+         "set ai4os_oidc.keycloak.audience to the audience your realm puts in tokens for PAPI", arg=("keycloak",)),
+    Rule("oidc", "ai4os_oidc_ca_file", "file",
+         "point ai4os_oidc_ca_file at a readable PEM bundle (relative paths are relative to the inventory)"),
+    Rule("oidc", "ai4os_oidc_oauth2_proxy_client_secret", "secret",
+         "put the secret of client ai4os_oidc.clients.oauth2_proxy into secrets.yml "
+         "(ansible-vault edit secrets.yml) as ai4os_oidc_oauth2_proxy_client_secret"),
+    Rule("oidc", "ai4os_oidc_oauth2_proxy_cookie_secret", "secret",
+         "run `ai4os-kit secrets INVENTORY`, or add 32 random base64 characters to secrets.yml as "
+         "ai4os_oidc_oauth2_proxy_cookie_secret"),
+    Rule("oidc", "ai4os_oidc_nomad_client_secret", "secret",
+         "put the secret of client ai4os_oidc.clients.nomad into secrets.yml as ai4os_oidc_nomad_client_secret"),
+    # papi: per-VO maps must name VOs of ai4os_vos
+    Rule("papi", "ai4os_papi_oscar_clusters", "vo_keys",
+         "key ai4os_papi_oscar_clusters by VO names listed in ai4os_vos"),
+)
+
+
+def _lookup(data: dict[str, Any], key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def _is_empty(value: Any) -> bool:
+    return value is MISSING or value is None or (isinstance(value, (str, list, dict)) and not value)
+
+
+def _check_required(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    what = f" (nor {rule.fallback})" if rule.fallback else ""
+    return f"{rule.component} is switched on but {rule.key}{what} is not set" if _is_empty(value) else None
+
+
+def _check_https(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value):
+        return None
+    parsed = urlparse(str(value))
+    if parsed.scheme != "https" or not parsed.hostname:
+        return f"'{value}' is not an https:// URL"
+    return None
+
+
+def _check_scheme(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value):
+        return None
+    scheme = urlparse(str(value)).scheme.split("+")[0]
+    if scheme not in rule.arg:
+        return f"'{value}' has scheme '{scheme or '(none)'}', expected one of {', '.join(rule.arg)}"
+    return None
+
+
+def _check_secret(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    return f"{rule.component} is switched on but secret {rule.key} is missing" if _is_empty(value) else None
+
+
+def _check_file(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value):
+        return None
+    path = Path(str(value))
+    if not path.is_absolute():
+        path = ctx["base"] / path
+    return None if path.is_file() else f"file '{value}' does not exist"
+
+
+def _check_vo_keys(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value) or not isinstance(value, dict):
+        return None
+    unknown = sorted(set(value) - ctx["vos"])
+    return f"unknown VO(s) {', '.join(unknown)}" if unknown else None
+
+
+def _check_provider_required(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if ctx["provider"] != rule.arg[0] or not _is_empty(value):
+        return None
+    return f"provider is {rule.arg[0]} but {rule.key} is not set"
+
+
+CHECKS: dict[str, Callable[[Any, Rule, dict[str, Any]], str | None]] = {
+    "required": _check_required,
+    "https": _check_https,
+    "scheme": _check_scheme,
+    "secret": _check_secret,
+    "file": _check_file,
+    "vo_keys": _check_vo_keys,
+    "provider_required": _check_provider_required,
+}
+
+
+def known_settings(component: str) -> list[str] | None:
+    """Setting names of a component (keys of <component>_settings in its role defaults)."""
+    defaults = ROLES_DIR / component / "defaults" / "main.yml"
+    if not defaults.is_file():
+        return None
+    data = yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}
+    settings = data.get(f"{component}_settings")
+    return sorted(settings) if isinstance(settings, dict) else None
+
+
+def _unknown_setting_errors(platform: dict[str, Any], enabled: set[str], file: str) -> list[InputError]:
+    errors: list[InputError] = []
+    components = sorted(enabled, key=len, reverse=True)
+    for key in sorted(k for k in platform if k.startswith("ai4os_")):
+        owner = next((c for c in components if key.startswith(f"ai4os_{c}_")), None)
+        if owner is None:
+            continue
+        known = known_settings(owner)
+        setting = key[len(f"ai4os_{owner}_"):]
+        if known is None or setting in known:
+            continue
+        close = difflib.get_close_matches(setting, known, n=1)
+        hint = f"did you mean ai4os_{owner}_{close[0]}? " if close else ""
+        errors.append(InputError(file, key, f"{owner} has no setting '{setting}'",
+                                 f"{hint}settings of {owner}: {', '.join(known)} (docs/platform.md)"))
+    return errors
+
+
+def check_component_settings(platform: dict[str, Any], enabled: set[str], file: str,
+                             secrets: dict[str, Any] | None = None) -> list[InputError]:
+    """Every broken settings rule of the switched-on components, as InputErrors (empty: all good).
+
+    ``platform`` is platform.yml as a dict; ``secrets`` (optional) secrets.yml, for the
+    rules of kind ``secret``. Nothing is fetched over the network here: reachability of
+    the issuer is checked by ``ai4os-kit check --online`` (ai4os_kit.oidc).
+    """
+    ctx = {
+        "base": Path(file).resolve().parent,
+        "vos": {vo.get("name") for vo in platform.get("ai4os_vos") or [] if isinstance(vo, dict)},
+        "provider": _lookup(platform, "ai4os_oidc.provider"),
+    }
+    errors: list[InputError] = []
+    for rule in RULES:
+        if rule.component not in enabled:
+            continue
+        if rule.kind == "secret":
+            if secrets is None:
+                continue
+            value = _lookup(secrets, rule.key)
+        else:
+            value = _lookup(platform, rule.key)
+            if _is_empty(value) and rule.fallback:
+                value = _lookup(platform, rule.fallback)
+        problem = CHECKS[rule.kind](value, rule, ctx)
+        if problem:
+            where = str(Path(file).resolve().parent / "secrets.yml") if rule.kind == "secret" else file
+            errors.append(InputError(where, rule.key, problem, rule.fix))
+    return errors + _unknown_setting_errors(platform, enabled, file)
+
+
+def main() -> int:
+    """Playbook entry point: merged Ansible variables as JSON on stdin ({"vars": {...}, "file": "..."}).
+
+    Resolves the ``ai4os_enable_*`` switches against the catalogue (requirements pulled
+    in), checks every rule, and prints {"enabled": [...], "errors": [...]} as JSON.
+    Exit 2 when there is an error. Used by the platform_job role before anything is
+    rendered or submitted.
+    """
+    from ai4os_kit.catalog import load_catalog, resolve
+
+    doc = json.load(sys.stdin)
+    merged: dict[str, Any] = doc["vars"]
+    file = doc.get("file", "platform.yml")
+    flags = {k[len("ai4os_enable_"):]: bool(v) for k, v in merged.items() if k.startswith("ai4os_enable_")}
+    try:
+        enabled = list(resolve(flags, load_catalog(), file=file).enabled)
+        errors = check_component_settings(merged, set(enabled), file, secrets=merged)
+    except InputError as err:
+        enabled, errors = [], [err]
+    print(json.dumps({"enabled": enabled, "errors": [e.render() for e in errors]}))
+    return 2 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
