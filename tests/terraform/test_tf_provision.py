@@ -27,8 +27,8 @@ from ai4os_kit.terraform import provision, render
 
 
 def _double_steps(fake: Path, plan_override: Any = None) -> provision.Steps:
-    def prepare(plan: Mapping[str, Any], directory: Path) -> None:
-        root = render.render_root(plan, directory)
+    def prepare(plan: Mapping[str, Any], directory: Path, flavor_ids: Any) -> None:
+        root = render.render_root(plan, directory, flavor_ids=flavor_ids)
         root = tfharness.strip_openstack(root, fake)
         for call in root["module"].values():
             call["source"] = os.path.relpath(fake, directory.resolve())
@@ -38,7 +38,8 @@ def _double_steps(fake: Path, plan_override: Any = None) -> provision.Steps:
         plan = provision.load_plan(inventory)
         return plan_override(plan) if plan_override else plan
 
-    return provision.Steps(load_plan=load, prepare_root=prepare, credentials=lambda plan, directory: {})
+    return provision.Steps(load_plan=load, prepare_root=prepare, credentials=lambda plan, directory: {},
+                           flavors=lambda plan, env: {})
 
 
 @pytest.fixture
@@ -160,8 +161,7 @@ def test_only_testbed_sites_is_an_input_error(sample_plan: dict[str, Any], tmp_p
     for site in sample_plan["sites"]:
         site["testbed"] = True
     with pytest.raises(InputError, match="no cloud site to provision"):
-        provision.prepare_root(sample_plan, tmp_path / "terraform")
-    assert not (tmp_path / "terraform").exists()
+        provision.check_inputs(sample_plan, {})
 
 
 # ------------------------------------------------------------------ credentials

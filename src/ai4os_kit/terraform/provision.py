@@ -20,7 +20,8 @@ import yaml
 
 from ai4os_kit import ansible_inventory
 from ai4os_kit.errors import InputError, KitError
-from ai4os_kit.terraform import render
+from ai4os_kit.terraform import flavors, render
+from ai4os_kit.terraform.flavors import FlavorIds
 from ai4os_kit.terraform.runner import Echo, PlanResult, Terraform
 
 ROOT_DIR = "terraform"
@@ -29,8 +30,9 @@ SITES_FILE = "sites.yml"
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 LoadPlan = Callable[[Path], dict[str, Any]]
-PrepareRoot = Callable[[Mapping[str, Any], Path], None]
+PrepareRoot = Callable[[Mapping[str, Any], Path, FlavorIds], None]
 Credentials = Callable[[Mapping[str, Any], Path], dict[str, str]]
+ResolveFlavors = Callable[[Mapping[str, Any], Mapping[str, str]], FlavorIds]
 
 
 def root_dir(inventory: Path) -> Path:
@@ -53,12 +55,23 @@ def check_backend_env(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
                          "or use `type: local`")
 
 
-def prepare_root(plan: Mapping[str, Any], directory: Path) -> None:
-    """Render and write the root module (raises InputError on a bad backend)."""
+def check_inputs(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """Everything that can be checked without a cloud; raises InputError."""
     if not render.cloud_sites(plan):
         raise InputError(SITES_FILE, "ai4os_sites", "no cloud site to provision (every site is a test-bed)",
                          "add a site with egi_site or cloud, or use the local test-bed instead")
-    render.write_root(render.render_root(plan, directory), directory)
+    render.render_backend(plan)
+    check_backend_env(plan, env)
+
+
+def prepare_root(plan: Mapping[str, Any], directory: Path, flavor_ids: FlavorIds) -> None:
+    """Render and write the root module."""
+    render.write_root(render.render_root(plan, directory, flavor_ids=flavor_ids), directory)
+
+
+def resolve_flavors(plan: Mapping[str, Any], env: Mapping[str, str]) -> FlavorIds:
+    """Flavor ids for requirements-only pools, from the clouds (openstacksdk)."""
+    return flavors.resolve(plan, Path(env["OS_CLIENT_CONFIG_FILE"]))
 
 
 # ------------------------------------------------------------------ credentials
@@ -155,16 +168,16 @@ class Steps:
     load_plan: LoadPlan = load_plan
     prepare_root: PrepareRoot = prepare_root
     credentials: Credentials = cloud_credentials
+    flavors: ResolveFlavors = resolve_flavors
 
 
 def _start(inventory: Path, echo: Echo, steps: Steps) -> tuple[dict[str, Any], Terraform]:
     plan = steps.load_plan(inventory)
     directory = root_dir(inventory)
-    render.render_backend(plan)  # a bad backend setting stops here, before anything is written
-    check_backend_env(plan, os.environ)
-    steps.prepare_root(plan, directory)
-    echo(f"rendered {directory / render.ROOT_FILE}")
+    check_inputs(plan, os.environ)  # bad input stops here, before anything is written
     env = steps.credentials(plan, directory)
+    steps.prepare_root(plan, directory, steps.flavors(plan, env))
+    echo(f"rendered {directory / render.ROOT_FILE}")
     tf = Terraform(directory, env=env, echo=echo)
     tf.init()
     return plan, tf

@@ -135,14 +135,19 @@ def _meta(meta: Mapping[str, Any]) -> dict[str, str]:
     return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in meta.items() if v is not None}
 
 
-def _pools(site: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _pools(site: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
+           flavor_ids: Mapping[tuple[str, str], str]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
     for pool in site["pools"]:
         members = {name: nodes[name] for name in pool["nodes"]}
+        flavor = _flavor(pool["flavor"])
+        chosen = flavor_ids.get((site["name"], pool["name"]))
+        if chosen:
+            flavor = {"id": chosen, **({"accelerator": flavor["accelerator"]} if "accelerator" in flavor else {})}
         pools[pool["name"]] = {
             "role": pool["role"],
             "server_group_policy": SERVER_GROUP_POLICY.get(pool["role"]) if pool["count"] > 1 else None,
-            "flavor": _flavor(pool["flavor"]),
+            "flavor": flavor,
             "nodes": {name: {
                 "groups": list(node["groups"]),
                 "node_meta": _meta(node["nomad"]["meta"]),
@@ -173,8 +178,14 @@ def _admin_keys(plan: Mapping[str, Any]) -> list[str]:
     return sorted({key for user in users for key in user.get("ssh_keys", [])})
 
 
-def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments of one ``site`` module call (the module's variables)."""
+def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any],
+                   flavor_ids: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """Arguments of one ``site`` module call (the module's variables).
+
+    ``flavor_ids`` maps (site, pool) to the flavor chosen for a pool that
+    gives requirements only (ai4os_kit.terraform.flavors); the accelerator
+    requirement stays, so the module re-checks the flavor's extra specs.
+    """
     nodes = {node["name"]: node for node in plan["nodes"] if node["site"] == site["name"]}
     network = site["network"]
     image = {k: v for k, v in site["image"].items() if v not in (None, {})}
@@ -185,7 +196,7 @@ def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any]) -> dict[str
         "image": image,
         "ssh": {"user": site["ssh"]["user"], "key_name": site["ssh"]["key_name"], "public_keys": _admin_keys(plan)},
         "secgroups": _secgroups(plan["secgroups"].get(site["name"], [])),
-        "pools": _pools(site, nodes),
+        "pools": _pools(site, nodes, flavor_ids or {}),
         "bastion": site["bastion"],
     }
 
@@ -204,14 +215,15 @@ def _provider(site: Mapping[str, Any]) -> dict[str, Any]:
     return provider
 
 
-def render_root(plan: Mapping[str, Any], root_dir: Path, modules_dir: Path = MODULES_DIR) -> dict[str, Any]:
+def render_root(plan: Mapping[str, Any], root_dir: Path, modules_dir: Path = MODULES_DIR,
+                flavor_ids: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """The root module (Terraform JSON) for ``plan``, to be written into ``root_dir``."""
     sites = cloud_sites(plan)
     source = _module_source(root_dir, modules_dir)
     modules = {}
     for site in sites:
         call: dict[str, Any] = {"source": source, "providers": {"openstack": f"openstack.{site['name']}"}}
-        call.update(site_arguments(plan, site))
+        call.update(site_arguments(plan, site, flavor_ids))
         modules[module_name(site)] = call
     return {
         "//": "Written by ai4os-kit from the node plan; do not edit (edit platform.yml / sites.yml).",
