@@ -72,7 +72,7 @@ RUN apt-get update \\
  && rm -f /lib/systemd/system/multi-user.target.wants/getty.target \\
           /etc/systemd/system/getty.target.wants/* \\
  && systemctl mask systemd-udevd.service systemd-udevd-kernel.socket \\
-      systemd-udevd-control.socket systemd-modules-load.service \\
+      systemd-udevd-control.socket \\
       sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \\
       systemd-remount-fs.service getty.target console-getty.service
 STOPSIGNAL SIGRTMIN+3
