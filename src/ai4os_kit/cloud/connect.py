@@ -1,0 +1,49 @@
+"""Open an openstacksdk connection to a plan site's cloud.
+
+`cloud:` sites use the operator's clouds.yaml (OS_CLIENT_CONFIG_FILE or the
+usual places); EGI sites use the kit's clouds.yaml that
+:func:`ai4os_kit.cloud.checkin.refresh_credentials` wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import openstack
+from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as os_exc
+from openstack.config import loader
+
+from ai4os_kit.cloud.checkin import cloud_name
+from ai4os_kit.errors import InputError, KitError
+
+SITES_FILE = "sites.yml"
+
+
+def connect(site: Mapping[str, Any], index: int, kit_clouds: Path | None = None) -> openstack.connection.Connection:
+    """An authenticated connection to the site's project; InputError/KitError say what to fix."""
+    name = cloud_name(site)
+    egi = bool(site.get("egi_site"))
+    try:
+        config_files = [str(kit_clouds)] if egi and kit_clouds else None
+        options = {"region_name": site["region"]} if site.get("region") else {}
+        config = loader.OpenStackConfig(config_files=config_files).get_one(cloud=name, **options)
+        conn = openstack.connection.Connection(config=config)
+        conn.authorize()
+    except os_exc.ConfigException as exc:
+        raise InputError(SITES_FILE, f"ai4os_sites[{index}].cloud",
+                         f"cloud '{name}' cannot be used: {exc}",
+                         "add it to your clouds.yaml (~/.config/openstack/clouds.yaml or OS_CLIENT_CONFIG_FILE), "
+                         "or fix the name") from None
+    except ks_exc.Unauthorized:
+        raise InputError(SITES_FILE, f"ai4os_sites[{index}]",
+                         f"the credentials of cloud '{name}' were rejected (401)",
+                         "renew them: a new application credential in clouds.yaml, or a fresh Check-in token "
+                         "for EGI sites") from None
+    except (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure) as exc:
+        raise KitError(f"cannot reach cloud '{name}' of site {site['name']}: {exc}") from None
+    except (os_exc.SDKException, ks_exc.ClientException) as exc:
+        raise KitError(f"cloud '{name}' of site {site['name']} failed: {exc}") from None
+    return conn
