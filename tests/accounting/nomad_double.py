@@ -56,7 +56,15 @@ class NomadDouble:
         self.token: str | None = None
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def reset(self) -> None:
+        """Forget every allocation and node (a new, empty cluster)."""
+        with self.lock:
+            self.allocs.clear()
+            self.nodes.clear()
+            self.fail_after = None
+            self.token = None
 
     # -- lifecycle
     def __enter__(self) -> "NomadDouble":
