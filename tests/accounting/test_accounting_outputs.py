@@ -1,0 +1,180 @@
+"""PAPI summaries, the monthly report, the configuration file and the CLI end to end.
+
+Nomad is the recorded-response TEST DOUBLE (nomad_double.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import socket
+import uuid
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import yaml
+from dirq.QueueSimple import QueueSimple
+from nomad_double import NomadDouble, fixture
+from test_accounting_apel import make_cert, read_queue
+
+from ai4os_kit.accounting.apel import ExportContext
+from ai4os_kit.accounting.config import load_config
+from ai4os_kit.accounting.model import Usage
+from ai4os_kit.accounting.report import month_rows, write_report
+from ai4os_kit.accounting.store import Store
+from ai4os_kit.accounting.summary import Summaries, write_summaries
+from ai4os_kit.cli import main
+from ai4os_kit.errors import InputError
+
+MAR1 = 1772323200  # 2026-03-01T00:00:00Z
+H = 3600
+CTX = ExportContext(site_names={"ifca": "IFCA-LCG2"}, vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
+                    compute_service="AI4OS Nomad")
+
+
+def usage(ns: str, owner: str, dc: str, millicores: int, gpus: int, create: int, start: int, end: int | None,
+          memory: int = 1000, disk: int = 2048) -> Usage:
+    return Usage(str(uuid.uuid4()), ns, "job", "job.g[0]", owner, "node", dc, millicores, 0, memory, disk, gpus,
+                 "NVIDIA A100" if gpus else None, create, start, end, "complete" if end else "running", 1)
+
+
+HISTORY = [
+    usage("ai4eosc", "u1", "ifca", 4000, 2, MAR1 - H, MAR1, MAR1 + 48 * H),           # 2 days, queued 1 h before
+    usage("ai4eosc", "u2", "ifca", 4000, 0, MAR1 + 24 * H, MAR1 + 24 * H, MAR1 + 42 * H),  # 18 h on 2 March
+    usage("imagine", "u3", "cesnet", 2000, 1, MAR1 + 10 * H, MAR1 + 10 * H, None),      # still running
+]
+
+
+def read_papi(path: Path) -> dict[str, list[object]]:
+    """Read a summary the way PAPI's stats endpoint does (';', ints except date and owner)."""
+    with open(path) as handle:
+        reader = csv.DictReader(handle, delimiter=";")
+        table: dict[str, list[object]] = {k: [] for k in reader.fieldnames or []}
+        for row in reader:
+            for key, value in row.items():
+                table[key].append(value if key in ("date", "owner") else int(value))
+    return table
+
+
+def test_papi_summaries(tmp_path: Path) -> None:
+    now = MAR1 + 72 * H
+    paths = write_summaries(Summaries().add_all(HISTORY, now), tmp_path, ["ai4eosc", "imagine", "empty"])
+    assert {p.name for p in paths} >= {"ai4eosc-timeseries.csv", "ai4eosc-users-agg.csv", "ai4eosc-full-agg.csv",
+                                       "empty-full-agg.csv"}
+    users = read_papi(tmp_path / "ai4eosc-users-agg.csv")
+    assert users == {"owner": ["u1", "u2"], "cpu_num": [8, 3], "cpu_MHz": [0, 0], "memory_MB": [2000, 750],
+                     "disk_MB": [4096, 1536], "gpu_num": [4, 0]}
+    full = read_papi(tmp_path / "ai4eosc-full-agg.csv")
+    assert full["cpu_num"] == [11] and full["gpu_num"] == [4]
+    series = read_papi(tmp_path / "ai4eosc-timeseries.csv")
+    assert series["date"] == ["2026-02-28", "2026-03-01", "2026-03-02"]
+    assert series["cpu_num"] == [0, 4, 7] and series["gpu_num"] == [0, 2, 2] and series["running"] == [0, 1, 2]
+    assert read_papi(tmp_path / "imagine-users-agg.csv")["gpu_num"] == [round(62 / 24)]  # running until now
+    assert read_papi(tmp_path / "empty-full-agg.csv")["cpu_num"] == [0]
+
+
+def test_monthly_report_with_plot(tmp_path: Path) -> None:
+    now = MAR1 + 72 * H
+    rows = month_rows(HISTORY, CTX, 2026, 3, now)
+    assert [(r.vo, r.site, r.allocations, r.cpu_hours, r.gpu_hours) for r in rows] == [
+        ("vo.ai4eosc.eu", "IFCA-LCG2", 2, 4 * 48 + 4 * 18, 2 * 48),
+        ("vo.imagine-ai.eu", "cesnet", 1, 2 * 62, 62),
+    ]
+    assert month_rows(HISTORY, CTX, 2026, 2, now) == []  # queued time is no usage
+    csv_path, md_path, png_path = write_report(rows, tmp_path, 2026, 3)
+    assert csv_path.read_text().splitlines()[1] == "vo.ai4eosc.eu,IFCA-LCG2,2,264.00,96.00"
+    assert "| **total** | | 3 | 388.00 | 158.00 |" in md_path.read_text()
+    image = matplotlib.image.imread(png_path)
+    assert image.shape[:2] == (480, 1200) and image.std() > 0  # a real, non-blank plot
+
+
+def write_config(tmp_path: Path, address: str, **changes: object) -> Path:
+    cert, key = make_cert(tmp_path)
+    cfg = {
+        "store": str(tmp_path / "acct.sqlite"),
+        "nomad": {"address": address, "timeout": 5},
+        "apel": {"compute_service": "AI4OS Nomad", "sites": {"ifca": "IFCA-LCG2"},
+                 "vos": {"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"}},
+        "ssm": {"outgoing_dir": str(tmp_path / "outgoing"), "host_cert": str(cert), "host_key": str(key)},
+        "summaries_dir": str(tmp_path / "summaries"),
+        "reports_dir": str(tmp_path / "reports"),
+    }
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node[p]  # type: ignore[assignment]
+        if value is None:
+            node.pop(last)  # type: ignore[attr-defined]
+        else:
+            node[last] = value  # type: ignore[index]
+    path = tmp_path / "accounting.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(("changes", "key", "problem"), [
+    ({"apel__compute_service": None}, "apel.compute_service", "missing"),
+    ({"nomad__address": "nomad:4646"}, "nomad.address", "is not an http(s) URL"),
+    ({"nomad__timeout": "soon"}, "nomad.timeout", "expected int"),
+    ({"store": "relative.sqlite"}, "store", "is not an absolute path"),
+    ({"apel__cpu_duration": "measured"}, "apel.cpu_duration", "is not reserved or omit"),
+    ({"apel__sites": {"ifca": 7}}, "apel.sites.ifca", "expected a non-empty string"),
+    ({"extra": 1}, "extra", "unknown key"),
+])
+def test_config_errors_name_file_key_and_line(tmp_path: Path, changes: dict[str, object], key: str,
+                                              problem: str) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:4646", **changes)
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    assert err.value.key == key and problem in err.value.problem and err.value.file == str(path)
+    assert err.value.line is not None
+
+
+def test_cli_run_end_to_end(nomad_double: NomadDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("allocation-gpu-running.json", "allocation-cpu-complete.json"):
+        doc = fixture(name)
+        nomad_double.allocs[doc["ID"]] = doc
+    cfg = write_config(tmp_path, nomad_double.address)
+    assert main(["accounting", "run", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "collect: 2 allocation(s) in Nomad" in out and "2 cloud record(s) in 1 message(s)" in out
+    assert QueueSimple(str(tmp_path / "outgoing")).count() == 2
+    assert read_papi(tmp_path / "summaries" / "ai4eosc-users-agg.csv")["owner"] == ["c3f1a9e0b2d4@egi.eu"]
+    assert main(["accounting", "report", "--config", str(cfg), "--month", "2026-03"]) == 0
+    assert (tmp_path / "reports" / "2026-03.png").stat().st_size > 1000
+    assert main(["accounting", "check", "--config", str(cfg)]) == 0
+    assert "ok: Nomad at" in capsys.readouterr().out
+
+
+def test_cli_unreachable_nomad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = write_config(tmp_path, f"http://127.0.0.1:{port}")
+    assert main(["accounting", "collect", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"failed: Nomad at http://127.0.0.1:{port}: listing allocations failed")
+    assert "Traceback" not in err
+
+
+def test_cli_missing_host_certificate_queues_nothing_and_keeps_records(nomad_double: NomadDouble, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    doc = fixture("allocation-cpu-complete.json")
+    nomad_double.allocs[doc["ID"]] = doc
+    cfg = write_config(tmp_path, nomad_double.address, ssm__host_cert=str(tmp_path / "gone" / "hostcert.pem"))
+    assert main(["accounting", "run", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {cfg}: ssm.host_cert: {tmp_path}/gone/hostcert.pem does not exist" in err
+    assert not (tmp_path / "outgoing").exists()
+    with Store(tmp_path / "acct.sqlite") as store:  # collected and kept for the next export
+        assert store.count() == 1 and store.meta("cursor_apel_cloud") == 0
+    cfg = write_config(tmp_path, nomad_double.address)  # certificate installed: the records go out
+    assert main(["accounting", "export-apel", "--config", str(cfg)]) == 0
+    assert len(read_queue(tmp_path / "outgoing")) == 1
+
+
+def test_cli_bad_month(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:4646")
+    assert main(["accounting", "report", "--config", str(cfg), "--month", "March"]) == 2
+    assert "--month: 'March' is not YYYY-MM" in capsys.readouterr().err
