@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,33 @@ def test_terraform_test_files_mock_the_openstack_provider_and_cover_every_module
     sources = {str(m.get("source")).strip("[]'\"") for run in runs for m in run.get("module", [])}
     assert {"../node_pool", "../secgroups", "../network"} <= sources
     assert any("expect_failures" in run for run in runs)
+
+
+META_ARGUMENTS = {"source", "for_each", "count", "providers", "depends_on", "version", "__start_line__", "__end_line__"}
+
+
+def test_site_wires_its_modules_by_their_declared_interfaces() -> None:
+    """Every module call passes only declared variables and all required ones; every
+    `module.<name>.<output>` reference names a declared output (what `terraform
+    validate` would check, which needs the provider here)."""
+    site = MODULES / "site"
+    calls = _blocks(site, "module")
+    assert sorted(calls) == ["inventory", "network", "node_pool", "secgroups"]
+    for name, call in calls.items():
+        source = call["source"][0] if isinstance(call["source"], list) else call["source"]
+        target = (site / source).resolve()
+        variables = _blocks(target, "variable")
+        passed = set(call) - META_ARGUMENTS
+        assert passed <= set(variables), f"module {name} gets undeclared {passed - set(variables)}"
+        required = {v for v, spec in variables.items() if "default" not in spec}
+        assert required <= passed, f"module {name} lacks required {required - passed}"
+    text = "\n".join(p.read_text() for p in sorted(site.glob("*.tf")))
+    refs = set(re.findall(r"module\.([a-z_]+)(?:\[[^\]]+\])?\.([a-z_]+)", text))
+    assert refs
+    for module_name, output in refs:
+        source = calls[module_name]["source"]
+        target = (site / (source[0] if isinstance(source, list) else source)).resolve()
+        assert output in _blocks(target, "output"), f"module.{module_name}.{output} is not an output"
 
 
 @pytest.mark.parametrize("name", ["network", "secgroups", "node_pool", "site"])
