@@ -51,6 +51,27 @@ def test_node_pool_metadata_is_the_discovery_contract(terraform: str, tmp_path: 
     assert sorted(values["with_floating"]) == ["ifca-gpu-2"]
 
 
+def test_python_server_metadata_equals_what_node_pool_sets(terraform: str, sample_plan: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    """render.server_metadata (used by discovery and its tests) is what Terraform computes."""
+    root = render.render_root(sample_plan, tmp_path / "root")
+    platform = sample_plan["platform"]["name"]
+    checked = 0
+    for call in root["module"].values():
+        for pool_name in ("server", "gpu", "cpu"):
+            if pool_name not in call["pools"]:
+                continue
+            pool = call["pools"][pool_name]
+            variables = _pool_vars(site=call["site"], pool=pool_name, role=pool["role"], nodes=pool["nodes"],
+                                   flavor={"name": "any"})
+            values = tfharness.evaluate_locals(MODULES / "node_pool", variables, tmp_path / call["site"] / pool_name)
+            assert isinstance(values, dict)
+            for node in (n for n in sample_plan["nodes"] if n["site"] == call["site"] and n["pool"] == pool_name):
+                assert render.server_metadata(platform, node) == values["metadata"][node["name"]]
+                checked += 1
+    assert checked == 10
+
+
 def test_node_pool_accelerator_requirements_are_normalised(terraform: str, tmp_path: Path) -> None:
     values = tfharness.evaluate_locals(MODULES / "node_pool", _pool_vars(), tmp_path / "gpu")
     assert isinstance(values, dict)

@@ -135,6 +135,22 @@ def _meta(meta: Mapping[str, Any]) -> dict[str, str]:
     return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in meta.items() if v is not None}
 
 
+def server_metadata(platform: str, node: Mapping[str, Any]) -> dict[str, str]:
+    """The metadata modules/node_pool sets on a node's server (discovery reads it back).
+
+    Same values as the module's `metadata` local (a test compares both);
+    Terraform's jsonencode sorts keys and writes no spaces.
+    """
+    return {
+        "ai4os_platform": platform,
+        "ai4os_site": node["site"],
+        "ai4os_pool": node["pool"],
+        "ai4os_role": node["role"],
+        "ai4os_groups": ",".join(node["groups"]),
+        "ai4os_node_meta": json.dumps(_meta(node["nomad"]["meta"]), sort_keys=True, separators=(",", ":")),
+    }
+
+
 def _pools(site: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
            flavor_ids: Mapping[tuple[str, str], str]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
