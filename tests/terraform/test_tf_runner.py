@@ -78,6 +78,23 @@ def test_init_reports_an_unsupported_backend(terraform: str, tmp_path: Path) -> 
         tf.init()
 
 
+def test_openstack_environment_does_not_leak_into_terraform(terraform: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sourced openrc would override clouds.yaml in the provider; only the kit's settings pass."""
+    monkeypatch.setenv("OS_AUTH_URL", "https://keystone.example.org/v3")
+    monkeypatch.setenv("OS_TOKEN", "leftover")
+    root = {"variable": {"probe": {"type": "string", "default": "none"}},
+            "output": {"probe": {"value": "${var.probe}"}}}
+    monkeypatch.setenv("TF_VAR_probe", "kept")
+    tf = Terraform(_root(tmp_path, root), env={"OS_CLIENT_CONFIG_FILE": "/kit/clouds.yaml"}, echo=lambda _: None)
+    assert "OS_AUTH_URL" not in tf.env and "OS_TOKEN" not in tf.env
+    assert tf.env["OS_CLIENT_CONFIG_FILE"] == "/kit/clouds.yaml"
+    tf.init()
+    tf.plan()
+    tf.apply()
+    assert tf.output() == {"probe": "kept"}
+
+
 def test_missing_terraform_cli_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AI4OS_TERRAFORM", "terraform-not-installed-here")
     with pytest.raises(KitError, match="is not installed or not on PATH"):

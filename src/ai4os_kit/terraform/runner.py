@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -20,6 +21,10 @@ from typing import Any, Callable, Iterator, Mapping
 from ai4os_kit.errors import KitError
 
 PLAN_FILE = "ai4os.tfplan"
+# OpenStack settings in the caller's environment (a sourced openrc) would take
+# precedence over clouds.yaml in the provider and mix credentials across sites:
+# Terraform gets only what the kit passes (OS_CLIENT_CONFIG_FILE).
+SCRUBBED_PREFIXES = ("OS_",)
 Echo = Callable[[str], None]
 
 
@@ -75,7 +80,7 @@ class Terraform:
         self.workdir = Path(workdir)
         self.binary = find_terraform(binary)
         self.echo = echo
-        self.env = dict(os.environ)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
         self.env.update(env or {})
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "NO_COLOR": "1"})
 
@@ -84,19 +89,22 @@ class Terraform:
     def _messages(self, args: list[str], what: str) -> Iterator[dict[str, Any]]:
         """Run ``terraform ARGS`` and yield its JSON messages; raise on failure."""
         errors: list[str] = []
-        proc = subprocess.Popen([self.binary, *args], cwd=self.workdir, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout is not None and proc.stderr is not None
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if msg.get("type") == "diagnostic" and msg.get("@level") == "error":
-                errors.append(_diagnostic_text(msg.get("diagnostic", {})))
-            yield msg
-        stderr = proc.stderr.read()
-        code = proc.wait()
+        # stderr goes to a file: a full pipe must never block Terraform while stdout is read.
+        with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as err_file:
+            proc = subprocess.Popen([self.binary, *args], cwd=self.workdir, env=self.env, text=True,
+                                    stdout=subprocess.PIPE, stderr=err_file)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if msg.get("type") == "diagnostic" and msg.get("@level") == "error":
+                    errors.append(_diagnostic_text(msg.get("diagnostic", {})))
+                yield msg
+            code = proc.wait()
+            err_file.seek(0)
+            stderr = err_file.read()
         self.last_exit_code = code
         if code not in (0, 2) or (code == 2 and "-detailed-exitcode" not in args):
             if not errors:
