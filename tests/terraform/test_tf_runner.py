@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from ai4os_kit.errors import KitError
+from ai4os_kit.terraform import render
 from ai4os_kit.terraform.runner import PLAN_FILE, Terraform, find_terraform
 
 ROOT = {
@@ -76,6 +79,44 @@ def test_init_reports_an_unsupported_backend(terraform: str, tmp_path: Path) -> 
     tf = Terraform(_root(tmp_path, {"terraform": {"backend": {"swift": {"container": "x"}}}}), echo=lambda _: None)
     with pytest.raises(KitError, match="swift.* backend is not supported"):
         tf.init()
+
+
+class _Refuse(http.server.BaseHTTPRequestHandler):
+    """An object store that refuses every request (as with wrong EC2 credentials)."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_init_reports_a_refusing_state_backend_before_any_plan(terraform: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        plan = {"platform": {"name": "demo"}, "settings": {render.BACKEND_SETTING: {
+            "type": "swift", "container": "state", "endpoint": "https://object-store.example.org"}}}
+        backend = render.render_backend(plan)
+        # The kit only accepts https endpoints; the local stand-in speaks plain http.
+        backend["s3"]["endpoints"] = {"s3": f"http://127.0.0.1:{server.server_port}"}
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        tf = Terraform(_root(tmp_path, {"terraform": {"backend": backend}}), echo=lambda _: None)
+        with pytest.raises(KitError) as err:
+            tf.init()
+        assert "terraform init failed" in str(err.value) and "403" in str(err.value)
+    finally:
+        server.shutdown()
 
 
 def test_openstack_environment_does_not_leak_into_terraform(terraform: str, tmp_path: Path,
