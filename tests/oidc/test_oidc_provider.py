@@ -20,7 +20,7 @@ from ai4os_kit.oidc import ClaimMapping, OidcError, check_token, discover, map_c
 from ai4os_kit.paths import SAMPLE_INVENTORY
 from ai4os_kit.plan import build_plan
 
-from .conftest import OP, PAPI
+from oidc_op import OP, PAPI
 
 
 @pytest.fixture(scope="module")

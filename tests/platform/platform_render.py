@@ -1,0 +1,151 @@
+"""Render the platform layer with the real playbook (ansible-playbook playbooks/platform.yml,
+submission off: no Nomad is obtainable here) for the sample inventory, and hand the
+rendered files to the tests.
+
+The inventory is a copy of inventories/sample with everything switched on, the Ansible
+inventory (hosts.yml) written from the plan by the kit itself, test secrets, and the GPU
+facts of a real H100 (tests/cluster/data/gpu-h100) as host facts of one GPU node.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ai4os_kit import ansible_inventory
+from ai4os_kit.inventory import load_inventory
+from ai4os_kit.paths import ROOT, SAMPLE_INVENTORY
+from ai4os_kit.plan import build_plan
+
+PLAYBOOK = ROOT / "playbooks" / "platform.yml"
+H100 = ROOT / "tests" / "cluster" / "data" / "gpu-h100" / "nvidia-smi-query.csv"
+
+SECRETS = {
+    "ai4os_oidc_oauth2_proxy_client_secret": "test-oauth2-proxy-secret",
+    "ai4os_oidc_oauth2_proxy_cookie_secret": "0123456789abcdef0123456789abcdef",
+    "ai4os_oidc_nomad_client_secret": "test-nomad-secret",
+}
+# The components whose output depends on the provider (the Keycloak rendering renders only these).
+KEYCLOAK_COMPONENTS = ["oidc", "papi", "dashboard", "monitoring"]
+ALL_ON = {
+    "ai4os_enable_mlflow": True,
+    "ai4os_enable_flower": True,
+    "ai4os_enable_vault": True,
+    "ai4os_mlflow_backend_store_uri": "sqlite:////mlflow/mlflow.db",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def h100_facts() -> dict[str, Any]:
+    """GPU facts of a real H100, parsed by the kit's own module_utils."""
+    spec = importlib.util.spec_from_file_location("ai4os_gpu", ROOT / "plugins" / "module_utils" / "ai4os_gpu.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(mod.summarize(mod.parse_query_csv(H100.read_text())))
+
+
+@dataclass
+class Rendered:
+    """One rendering of the platform layer."""
+
+    inventory: Path
+    out: Path
+    plan: dict[str, Any]
+    platform: dict[str, Any]
+    result: subprocess.CompletedProcess[str]
+
+    def file(self, component: str, name: str) -> Path:
+        return self.out / component / name
+
+    def jobs(self) -> list[Path]:
+        return sorted(self.out.rglob("*.nomad.hcl"))
+
+
+def make_inventory(tmp: Path, overrides: dict[str, Any], secrets: dict[str, Any] | None = None,
+                   gpu_facts: bool = True) -> Path:
+    """A copy of the sample inventory with platform.yml overrides and a hosts.yml from the plan."""
+    inv = tmp / "inventory"
+    inv.mkdir(parents=True)
+    for name in ("platform.yml", "sites.yml"):
+        shutil.copy(SAMPLE_INVENTORY / name, inv / name)
+    platform = yaml.safe_load((inv / "platform.yml").read_text())
+    platform.update(copy.deepcopy(overrides))
+    (inv / "platform.yml").write_text(yaml.safe_dump(platform, sort_keys=False))
+    plan = build_plan(load_inventory(inv, check_vault=False))
+    ansible_inventory.write(inv, ansible_inventory.render(plan))
+    group_vars = inv / "group_vars" / "all"
+    group_vars.mkdir(parents=True)
+    shutil.copy(inv / "platform.yml", group_vars / "platform.yml")
+    shutil.copy(inv / "sites.yml", group_vars / "sites.yml")
+    if secrets:
+        (group_vars / "secrets.yml").write_text(yaml.safe_dump(secrets))
+    if gpu_facts and plan["groups"].get("gpu"):
+        host_vars = inv / "host_vars"
+        host_vars.mkdir()
+        (host_vars / f"{plan['groups']['gpu'][0]}.yml").write_text(yaml.safe_dump({"ai4os_gpu": h100_facts()}))
+    return inv
+
+
+def render(inv: Path, out: Path, extra: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real platform playbook, submission off; return the finished process."""
+    extra_vars = {"platform_job_submit": False, "platform_job_render_dir": str(out), **(extra or {})}
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="default",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv / "hosts.yml"), str(PLAYBOOK),
+           "-e", json.dumps(extra_vars)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def webdav_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory, webdav_port: int) -> Rendered:
+    """Everything switched on, EGI Check-in, the storage pointing at a local WebDAV port."""
+    tmp = tmp_path_factory.mktemp("platform")
+    overrides = dict(ALL_ON, ai4os_storage_webdav_url=f"https://127.0.0.1:{webdav_port}/")
+    inv = make_inventory(tmp, overrides, SECRETS)
+    result = render(inv, tmp / "out")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    plan = build_plan(load_inventory(inv, check_vault=False))
+    return Rendered(inventory=inv, out=tmp / "out", plan=plan,
+                    platform=yaml.safe_load((inv / "platform.yml").read_text()), result=result)
+
+
+@pytest.fixture(scope="session")
+def rendered_keycloak(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """The Keycloak variant (roles access:<vo>:<level>, audience)."""
+    tmp = tmp_path_factory.mktemp("platform-kc")
+    platform = yaml.safe_load((SAMPLE_INVENTORY / "platform.yml").read_text())
+    oidc = dict(platform["ai4os_oidc"], provider="keycloak", issuer="https://login.example.org/realms/ai4os",
+                keycloak={"audience": "ai4os-api", "role_prefix": "access:", "roles_claim": "realm_access.roles",
+                          "levels": ["user"]},
+                operators_group="access:vo.ai4eosc.eu:admin")
+    oidc.pop("checkin", None)
+    inv = make_inventory(tmp, {"ai4os_oidc": oidc}, SECRETS, gpu_facts=False)
+    result = render(inv, tmp / "out", {"platform_job_components": KEYCLOAK_COMPONENTS})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    plan = build_plan(load_inventory(inv, check_vault=False))
+    return Rendered(inventory=inv, out=tmp / "out", plan=plan,
+                    platform=yaml.safe_load((inv / "platform.yml").read_text()), result=result)
