@@ -77,6 +77,12 @@ def describe(wanted: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def closest(wanted: Mapping[str, Any], flavors: Iterable[Mapping[str, Any]], count: int = 3) -> str:
+    """The flavors nearest to ``wanted`` and what each lacks, for error messages."""
+    near = sorted(flavors, key=lambda f: len(mismatches(wanted, f)))[:count]
+    return "; ".join(f"{f.get('name')}: {', '.join(mismatches(wanted, f))}" for f in near)
+
+
 def by_requirements(pool: Mapping[str, Any]) -> bool:
     flavor = pool.get("flavor") or {}
     return not flavor.get("id") and not flavor.get("name")
@@ -94,8 +100,7 @@ def choose(plan: Mapping[str, Any], site_flavors: Mapping[str, list[Mapping[str,
                 continue
             best = pick(pool["flavor"], flavors)
             if best is None:
-                near = sorted(flavors, key=lambda f: len(mismatches(pool["flavor"], f)))[:3]
-                hints = "; ".join(f"{f.get('name')}: {', '.join(mismatches(pool['flavor'], f))}" for f in near)
+                hints = closest(pool["flavor"], flavors)
                 raise InputError(SITES_FILE, f"ai4os_sites[{i}].pools[{j}].flavor",
                                  f"no flavor at site {site['name']} offers {describe(pool['flavor'])}"
                                  + (f" (closest: {hints})" if hints else " (the project sees no flavor)"),
@@ -105,26 +110,31 @@ def choose(plan: Mapping[str, Any], site_flavors: Mapping[str, list[Mapping[str,
     return chosen
 
 
-def _flavor_dict(flavor: Any) -> dict[str, Any]:
+def flavor_dict(flavor: Any) -> dict[str, Any]:
+    """An openstacksdk Flavor in the shape the functions above match."""
     return {"id": flavor.id, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.ram, "disk": flavor.disk,
             "extra_specs": dict(flavor.extra_specs or {})}
 
 
+_flavor_dict = flavor_dict  # the name ai4os_kit.cloud.preflight imported first
+
+
+def flavor_dicts(conn: Any) -> list[dict[str, Any]]:
+    """Every flavor the connection's project sees, with extra specs."""
+    with_specs = (f if f.extra_specs is not None else conn.compute.fetch_flavor_extra_specs(f)
+                  for f in conn.compute.flavors(details=True))
+    return [flavor_dict(f) for f in with_specs]
+
+
 def list_flavors(cloud: str, clouds_file: Path) -> list[dict[str, Any]]:
-    """Every flavor the project of ``cloud`` sees, with extra specs (openstacksdk)."""
+    """Every flavor the project of ``cloud`` (in ``clouds_file``) sees, with extra specs."""
     import openstack
     from openstack import exceptions as os_exc
     from openstack.config import loader
 
     try:
         config = loader.OpenStackConfig(config_files=[str(clouds_file)]).get_one(cloud=cloud)
-        conn = openstack.connection.Connection(config=config)
-        flavors = []
-        for flavor in conn.compute.flavors(details=True):
-            if flavor.extra_specs is None:
-                flavor = conn.compute.fetch_flavor_extra_specs(flavor)
-            flavors.append(_flavor_dict(flavor))
-        return flavors
+        return flavor_dicts(openstack.connection.Connection(config=config))
     except (os_exc.SDKException, OSError) as exc:
         raise KitError(f"cannot list the flavors of cloud '{cloud}': {exc}") from None
 
