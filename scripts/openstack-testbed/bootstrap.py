@@ -135,6 +135,12 @@ def ensure_networks(admin: openstack.connection.Connection, project_id: str) -> 
         private = net.create_network(name="ai4os-net", project_id=project_id)
         net.create_subnet(network_id=private.id, name="ai4os-subnet", ip_version=4, cidr="10.10.0.0/24",
                           project_id=project_id)
+    if net.find_router("ai4os-router", project_id=project_id) is None:
+        # Floating IPs need a router between the project subnet and the external network.
+        subnet = net.find_subnet("ai4os-subnet", project_id=project_id)
+        router = net.create_router(name="ai4os-router", project_id=project_id,
+                                   external_gateway_info={"network_id": public.id})
+        net.add_interface_to_router(router, subnet_id=subnet.id)
 
 
 def operator_public_key() -> str:

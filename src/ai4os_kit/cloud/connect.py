@@ -7,7 +7,9 @@ usual places); EGI sites use the kit's clouds.yaml that
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,25 @@ def connect(site: Mapping[str, Any], index: int, kit_clouds: Path | None = None)
     except (os_exc.SDKException, ks_exc.ClientException) as exc:
         raise KitError(f"cloud '{name}' of site {site['name']} failed: {exc}") from None
     return conn
+
+
+@contextlib.contextmanager
+def site_connections(plan: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                     verify: bool | str = True) -> Iterator[Iterator[tuple[int, Mapping[str, Any], Callable[[], Any]]]]:
+    """For every cloud site of the plan: (index, site, open) where ``open()`` connects.
+
+    EGI Check-in sites get fresh tokens in a private temporary clouds.yaml
+    (read-only use: no application credential is created); it is removed on exit.
+    """
+    from ai4os_kit.cloud import checkin
+
+    with tempfile.TemporaryDirectory(prefix="ai4os-cloud-") as tmp:
+        kit_clouds = Path(tmp) / "clouds.yaml"
+        indexes = [i for i, s in enumerate(plan["sites"]) if not s.get("testbed")]
+        if any(plan["sites"][i].get("egi_site") for i in indexes):
+            checkin.refresh_credentials(plan, kit_clouds, env, verify=verify, app_credentials=False)
+
+        def opener(i: int) -> Callable[[], Any]:
+            return lambda: connect(plan["sites"][i], i, kit_clouds)
+
+        yield ((i, plan["sites"][i], opener(i)) for i in indexes)

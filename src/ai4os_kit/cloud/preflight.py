@@ -10,18 +10,14 @@ report table; every failure says what to change.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openstack
 from openstack import exceptions as os_exc
 
-from ai4os_kit.cloud import checkin
-from ai4os_kit.cloud.connect import SITES_FILE, connect
+from ai4os_kit.cloud.connect import SITES_FILE, site_connections
 from ai4os_kit.errors import KitError
 from ai4os_kit.terraform import flavors as flavor_rules
 
@@ -295,23 +291,13 @@ def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], i
     return findings
 
 
-def cloud_site_indexes(plan: Mapping[str, Any]) -> list[int]:
-    return [i for i, s in enumerate(plan["sites"]) if not s.get("testbed")]
-
-
 def preflight(plan: Mapping[str, Any], env: Mapping[str, str] | None = None, verify: bool | str = True) -> list[Finding]:
     """Run every check on every cloud site; errors reaching a site become FAIL rows."""
-    env = os.environ if env is None else env
     findings: list[Finding] = []
-    with tempfile.TemporaryDirectory(prefix="ai4os-preflight-") as tmp:
-        kit_clouds = Path(tmp) / "clouds.yaml"
-        if any(plan["sites"][i].get("egi_site") for i in cloud_site_indexes(plan)):
-            checkin.refresh_credentials(plan, kit_clouds, env, verify=verify, app_credentials=False)
-        for i in cloud_site_indexes(plan):
-            site = plan["sites"][i]
+    with site_connections(plan, env, verify) as sites:
+        for i, site, open_connection in sites:
             try:
-                conn = connect(site, i, kit_clouds)
-                findings.extend(check_site(conn, site, i))
+                findings.extend(check_site(open_connection(), site, i))
             except KitError as err:
                 fix = getattr(err, "fix", "") or "check the site's credentials and endpoint"
                 problem = getattr(err, "problem", None) or str(err)
