@@ -36,6 +36,11 @@ MAX_RECORDS_PER_MESSAGE = 100  # as caso's [ssm] max_size default (GGUS ticket 1
 _ACC_ORDER = [map_accelerator_fields(f) for f in AcceleratorRecord.model_fields if f != "version"] + \
              [map_accelerator_fields(f) for f in AcceleratorRecord.model_computed_fields]
 _PRINTABLE = {c for c in range(0x20, 0x7F)}
+# caso's cloud field names (its map_cloud_fields), looked up once: it rebuilds a dict on every call.
+_CLOUD_KEYS = {name: map_cloud_fields(name) for name in (
+    "uuid", "site_name", "name", "user_id", "user_dn", "group_id", "fqan", "status", "start_time_epoch",
+    "end_time_epoch", "wall_duration", "cpu_duration", "cpu_count", "memory", "disk", "public_ip_count",
+    "compute_service", "cloud_type")}
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class ExportContext:
 
 def ascii_text(value: str) -> str:
     """What APEL accepts in a text field: printable ASCII, no newlines (caso also drops non-ASCII)."""
+    if value.isascii() and value.isprintable():
+        return value
     return "".join(ch for ch in value if ord(ch) in _PRINTABLE)
 
 
@@ -88,7 +95,7 @@ def cloud_fields(usage: Usage, ctx: ExportContext, now: int) -> dict[str, Any] |
         "compute_service": ctx.compute_service,
         "cloud_type": ctx.cloud_type,
     }
-    return {map_cloud_fields(k): v for k, v in values.items() if v is not None}
+    return {_CLOUD_KEYS[k]: v for k, v in values.items() if v is not None}
 
 
 def render_cloud(fields: dict[str, Any]) -> str:
@@ -143,8 +150,10 @@ def _months(start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
 
 def accelerator_records(usage: Usage, ctx: ExportContext, now: int) -> list[dict[str, Any]]:
     """Monthly GPU accelerator records of one allocation (as caso builds them for GPU flavors)."""
+    if usage.gpu_count <= 0:
+        return []
     fields = cloud_fields(usage, ctx, now)
-    if fields is None or usage.gpu_count <= 0:
+    if fields is None:
         return []
     end = usage.end if usage.end is not None else now
     out = []

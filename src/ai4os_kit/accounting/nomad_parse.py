@@ -7,6 +7,8 @@ raises :class:`MalformedAllocation` naming the allocation and the field.
 
 from __future__ import annotations
 
+import calendar
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +18,7 @@ from ai4os_kit.accounting.model import CLIENT_STATUSES, Usage
 from ai4os_kit.errors import KitError
 
 _ZERO_TIME_PREFIX = "0001-01-01"
+_UTC_PREFIX = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 _VENDOR_NAMES = {"nvidia": "NVIDIA", "amd": "AMD", "intel": "Intel"}
 
 
@@ -70,6 +73,15 @@ def _epoch_from_rfc3339(value: Any, alloc_id: str, field: str) -> int | None:
         return None
     if not isinstance(value, str):
         raise MalformedAllocation(alloc_id, field, f"expected an RFC 3339 time string, got {value!r}")
+    if len(value) >= 20 and value[-1] == "Z" and value[19] in ".Z" and _UTC_PREFIX.fullmatch(value, 0, 19):
+        # the shape Nomad writes (UTC, 'Z'): read the fields directly, several times faster
+        try:
+            fields = (int(value[0:4]), int(value[5:7]), int(value[8:10]),
+                      int(value[11:13]), int(value[14:16]), int(value[17:19]))
+            datetime(*fields)  # validates the ranges
+        except ValueError:
+            raise MalformedAllocation(alloc_id, field, f"not an RFC 3339 time: {value!r}") from None
+        return calendar.timegm(fields)
     text = value
     if "." in text:  # trim nanoseconds to microseconds, keep the zone
         head, frac = text.split(".", 1)
@@ -92,7 +104,7 @@ def _int(doc: Mapping[str, Any], key: str, alloc_id: str, field: str, default: i
 
 
 def _mapping(value: Any, alloc_id: str, field: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise MalformedAllocation(alloc_id, field, f"expected an object, got {type(value).__name__}")
     return value
 
