@@ -86,15 +86,26 @@ def test_outputs_are_documented_and_module_has_a_readme(name: str) -> None:
 
 
 def test_terraform_test_files_mock_the_openstack_provider_and_cover_every_module() -> None:
-    """Shipped for operators with the provider; not run here (it cannot be downloaded)."""
-    tests = sorted((tfharness.TERRAFORM_DIR / "tests").glob("*.tftest.hcl"))
+    """tests/openstack: shipped for operators with the provider; not run here (it cannot be downloaded)."""
+    tests = sorted((tfharness.TERRAFORM_DIR / "tests" / "openstack").glob("*.tftest.hcl"))
     assert tests
     parsed = [_parse(path) for path in tests]
     assert all(any("openstack" in block for block in doc.get("mock_provider", [])) for doc in parsed)
     runs = [run for doc in parsed for block in doc.get("run", []) for run in block.values()]
     sources = {str(m.get("source")).strip("[]'\"") for run in runs for m in run.get("module", [])}
-    assert {"../node_pool", "../secgroups", "../network"} <= sources
+    assert sources == {f"./modules/{name}" for name in ("site", "node_pool", "secgroups", "network")}
+    assert all(run.get("module") for run in runs), "every run names the module it tests"
     assert any("expect_failures" in run for run in runs)
+
+
+def test_terraform_test_of_the_pure_inventory_module(terraform: str, tmp_path: Path) -> None:
+    """`terraform test` itself, on the module that needs no provider (tests/inventory)."""
+    work = tmp_path / "terraform"
+    shutil.copytree(tfharness.TERRAFORM_DIR, work, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    tfharness.run(["init", "-input=false", "-test-directory=tests/inventory"], work)
+    proc = tfharness.run(["test", "-no-color", "-test-directory=tests/inventory"], work, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success! 4 passed, 0 failed." in proc.stdout
 
 
 META_ARGUMENTS = {"source", "for_each", "count", "providers", "depends_on", "version", "__start_line__", "__end_line__"}

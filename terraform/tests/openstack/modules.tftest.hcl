@@ -2,10 +2,10 @@
 # operators who have the provider installed. NOT run in CI here: the provider
 # cannot be downloaded on the kit's test machines (docs/terraform.md).
 #
-#   cd terraform/modules/site && terraform init && terraform test -test-directory=../../tests
+#   cd terraform
+#   terraform init -test-directory=tests/openstack && terraform test -test-directory=tests/openstack
 #
-# The configuration under test is modules/site; runs with a `module` block test
-# the other modules (paths relative to modules/site).
+# Each run names the module it tests (paths relative to terraform/).
 
 mock_provider "openstack" {
   # One GPU flavor satisfies every pool: plain pools ask for no accelerator.
@@ -81,6 +81,10 @@ variables {
 run "site_inventory_reaches_private_nodes_through_the_bastion" {
   command = apply
 
+  module {
+    source = "./modules/site"
+  }
+
   assert {
     condition     = output.inventory.bastion.address == "203.0.113.10"
     error_message = "The bastion's address must be its floating IP."
@@ -97,7 +101,7 @@ run "site_inventory_reaches_private_nodes_through_the_bastion" {
   }
 
   assert {
-    condition     = output.inventory.groups["site_ifca"] == ["ifca-gpu-1", "ifca-ingress-1"]
+    condition     = jsonencode(output.inventory.groups["site_ifca"]) == jsonencode(["ifca-gpu-1", "ifca-ingress-1"])
     error_message = "Groups must list the site's nodes."
   }
 
@@ -110,6 +114,10 @@ run "site_inventory_reaches_private_nodes_through_the_bastion" {
 run "site_refuses_an_unknown_bastion" {
   command = plan
 
+  module {
+    source = "./modules/site"
+  }
+
   variables {
     bastion = "ifca-server-9"
   }
@@ -121,7 +129,7 @@ run "node_pool_metadata_volumes_and_server_group" {
   command = plan
 
   module {
-    source = "../node_pool"
+    source = "./modules/node_pool"
   }
 
   variables {
@@ -145,14 +153,14 @@ run "node_pool_metadata_volumes_and_server_group" {
   }
 
   assert {
-    condition = openstack_compute_instance_v2.this["ifca-server-1"].metadata == {
+    condition = jsonencode(openstack_compute_instance_v2.this["ifca-server-1"].metadata) == jsonencode({
       ai4os_platform  = "demo"
       ai4os_site      = "ifca"
       ai4os_pool      = "server"
       ai4os_role      = "server"
       ai4os_groups    = "server,site_ifca,consul_servers"
       ai4os_node_meta = "{}"
-    }
+    })
     error_message = "Server metadata is the discovery contract."
   }
 
@@ -162,7 +170,7 @@ run "node_pool_metadata_volumes_and_server_group" {
   }
 
   assert {
-    condition     = openstack_compute_servergroup_v2.this[0].policies == ["anti-affinity"]
+    condition     = jsonencode(openstack_compute_servergroup_v2.this[0].policies) == jsonencode(["anti-affinity"])
     error_message = "Servers are spread by an anti-affinity server group."
   }
 
@@ -176,7 +184,7 @@ run "node_pool_refuses_a_flavor_with_too_few_gpus" {
   command = plan
 
   module {
-    source = "../node_pool"
+    source = "./modules/node_pool"
   }
 
   variables {
@@ -197,7 +205,7 @@ run "node_pool_refuses_the_wrong_gpu_model" {
   command = plan
 
   module {
-    source = "../node_pool"
+    source = "./modules/node_pool"
   }
 
   variables {
@@ -218,7 +226,7 @@ run "secgroups_create_exactly_the_given_rules_plus_egress" {
   command = plan
 
   module {
-    source = "../secgroups"
+    source = "./modules/secgroups"
   }
 
   variables {
@@ -248,7 +256,7 @@ run "secgroups_refuse_ssh_from_the_world" {
   command = plan
 
   module {
-    source = "../secgroups"
+    source = "./modules/secgroups"
   }
 
   variables {
@@ -262,7 +270,7 @@ run "network_uses_an_existing_network" {
   command = plan
 
   module {
-    source = "../network"
+    source = "./modules/network"
   }
 
   variables {
