@@ -51,11 +51,11 @@ class CrashingQueue(OutgoingQueue):
         super().__init__(path)
         self.left = fail_after
 
-    def add(self, message: bytes) -> str:
+    def add(self, message: bytes, durable: bool = True) -> str:
         if self.left <= 0:
             raise KitError("injected crash of the exporter")
         self.left -= 1
-        return super().add(message)
+        return super().add(message, durable)
 
 
 # Histories: batches of allocations are created; a "step" lets time pass and, chosen by bit masks over
@@ -146,7 +146,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
         try:
             with Store(db) as store:
                 queue = OutgoingQueue(queue_dir) if crash_after is None else CrashingQueue(queue_dir, crash_after)
-                apel.export_cloud(store, queue, CTX, now, size=2)
+                apel.export_cloud(store, queue, CTX, now, size=2, sync_every=1)
         except KitError:
             pass
 

@@ -31,6 +31,7 @@ CLOUD_HEADER = "APEL-cloud-message: v0.4\n"
 ACCELERATOR_TYPE = "APEL-accelerator-message"
 ACCELERATOR_VERSION = "0.1"
 MAX_RECORDS_PER_MESSAGE = 100  # as caso's [ssm] max_size default (GGUS ticket 143436)
+SYNC_EVERY = 200  # messages queued between two flushes to disk (and cursor moves)
 
 # Accelerator record keys in the order caso's model serialises them.
 _ACC_ORDER = [map_accelerator_fields(f) for f in AcceleratorRecord.model_fields if f != "version"] + \
@@ -41,6 +42,7 @@ _CLOUD_KEYS = {name: map_cloud_fields(name) for name in (
     "uuid", "site_name", "name", "user_id", "user_dn", "group_id", "fqan", "status", "start_time_epoch",
     "end_time_epoch", "wall_duration", "cpu_duration", "cpu_count", "memory", "disk", "public_ip_count",
     "compute_service", "cloud_type")}
+_CLOUD_ORDER = sorted(_CLOUD_KEYS.values())  # caso's ssm_message sorts the lines; the key set is fixed
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,14 @@ def cloud_fields(usage: Usage, ctx: ExportContext, now: int) -> dict[str, Any] |
 
 def render_cloud(fields: dict[str, Any]) -> str:
     """One record in caso's ``CloudRecord.ssm_message`` layout: ``Key: value`` lines, sorted by key."""
-    out = dict(fields)
-    for key in ("CpuDuration", "WallDuration"):
-        if out.get(key) == 0:  # caso reports at least one second
-            out[key] = 1
-    return "\n".join(sorted(f"{k}: {v}" for k, v in out.items()))
+    lines = []
+    for key in _CLOUD_ORDER:
+        if key in fields:
+            value = fields[key]
+            if value == 0 and (key == "CpuDuration" or key == "WallDuration"):
+                value = 1  # caso reports at least one second
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
 
 
 def caso_cloud_record(usage: Usage, ctx: ExportContext, now: int) -> CloudRecord | None:
@@ -209,29 +214,36 @@ class ExportResult:
 
 
 def _export(store: Store, queue: OutgoingQueue, cursor_key: str, build: Any, render: Any,
-            size: int) -> ExportResult:
+            size: int, sync_every: int, gpu_only: bool = False) -> ExportResult:
     """Records changed since the cursor (and running ones), ``size`` per message, in change order.
 
-    After each queued message the cursor moves just below the change number of
-    its last record (later records of that change may still be unqueued); at
-    the end it moves past everything read. A crash re-queues at most the
-    records after the last queued message (APEL keeps the latest record of a
-    VMUUID, so a repeat replaces and never adds).
+    Every ``sync_every`` messages the queue is flushed to disk and only then
+    the cursor moves, just below the change number of the last queued record
+    (later records of that change may still be unqueued); at the end it moves
+    past everything read. A crash re-queues at most the records after the
+    last flush (APEL keeps the latest record of a VMUUID, so a repeat
+    replaces and never adds).
     """
     result = ExportResult()
     cursor = store.meta(cursor_key)
     highest = cursor
     pending: list[tuple[int, Any]] = []
+    unsynced = 0
 
     def flush() -> None:
+        nonlocal unsynced
         if pending:
-            result.names.append(queue.add(render([rec for _, rec in pending])))
+            result.names.append(queue.add(render([rec for _, rec in pending]), durable=False))
             result.messages += 1
             result.records += len(pending)
-            store.set_meta(cursor_key, max(cursor, pending[-1][0] - 1))
+            unsynced += 1
+            if unsynced >= sync_every:
+                queue.sync()
+                unsynced = 0
+                store.set_meta(cursor_key, max(cursor, pending[-1][0] - 1))
             pending.clear()
 
-    for seq, usage in store.iter_for_export(cursor):
+    for seq, usage in store.iter_for_export(cursor, gpu_only=gpu_only):
         highest = max(highest, seq)
         records = build(usage)
         if not records:
@@ -242,12 +254,14 @@ def _export(store: Store, queue: OutgoingQueue, cursor_key: str, build: Any, ren
             if len(pending) >= size:
                 flush()
     flush()
+    if unsynced:
+        queue.sync()
     store.set_meta(cursor_key, highest)
     return result
 
 
 def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
-                 size: int = MAX_RECORDS_PER_MESSAGE) -> ExportResult:
+                 size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY) -> ExportResult:
     """Queue APEL cloud records for allocations changed since the last export and for running ones."""
     def build(usage: Usage) -> list[tuple[Usage, str]]:
         fields = cloud_fields(usage, ctx, now)
@@ -262,11 +276,11 @@ def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: in
         _check_against_caso(text, reference, f"APEL cloud record of allocation {usage.alloc_id}")
         return cloud_message([t for _, t in batch])
 
-    return _export(store, queue, "cursor_apel_cloud", build, render, size)
+    return _export(store, queue, "cursor_apel_cloud", build, render, size, sync_every)
 
 
 def export_accelerator(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
-                       size: int = MAX_RECORDS_PER_MESSAGE) -> ExportResult:
+                       size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY) -> ExportResult:
     """Queue monthly GPU accelerator records for GPU allocations changed since the last export or running."""
 
     def build(usage: Usage) -> list[dict[str, Any]]:
@@ -278,4 +292,4 @@ def export_accelerator(store: Store, queue: OutgoingQueue, ctx: ExportContext, n
                             f"APEL accelerator record of allocation {batch[0]['AssociatedRecord']}")
         return accelerator_message(batch)
 
-    return _export(store, queue, "cursor_apel_gpu", build, render, size)
+    return _export(store, queue, "cursor_apel_gpu", build, render, size, sync_every, gpu_only=True)

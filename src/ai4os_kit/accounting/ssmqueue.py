@@ -9,6 +9,7 @@ directory read-only, the temporary file is removed and the error says so.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import tempfile
@@ -34,6 +35,12 @@ def _queue_error(path: Path, exc: OSError) -> KitError:
                     "Nothing was half-written; records not queued are queued again by the next run")
 
 
+try:
+    _SYNCFS = ctypes.CDLL(None, use_errno=True).syncfs
+except (OSError, AttributeError):  # not Linux/glibc: fall back to sync()
+    _SYNCFS = None
+
+
 class OutgoingQueue:
     """An SSM outgoing queue directory; every :meth:`add` is all-or-nothing."""
 
@@ -56,15 +63,30 @@ class OutgoingQueue:
         except OSError as exc:
             raise _queue_error(self.path, exc) from None
 
-    def add(self, message: bytes) -> str:
-        """Queue one message; returns its dirq element name."""
+    def sync(self) -> None:
+        """Make every message added so far durable (syncfs of the queue's file system)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _SYNCFS is None or _SYNCFS(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def add(self, message: bytes, durable: bool = True) -> str:
+        """Queue one message; returns its dirq element name.
+
+        With ``durable=False`` the data is not flushed before the message is
+        linked into the queue: the caller calls :meth:`sync` before it records
+        the messages as sent (one file-system flush per batch, not per message).
+        """
         fd, tmp = -1, ""
         try:
             fd, tmp = tempfile.mkstemp(prefix=".ai4os-", suffix=".tmp", dir=self.path)
             view = memoryview(message)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             os.close(fd)
             fd = -1
             name: str = self.queue.add_path(tmp)

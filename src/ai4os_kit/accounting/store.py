@@ -215,11 +215,12 @@ class Store:
         while rows := cur.fetchmany(batch):
             yield from map(_usage, rows)
 
-    def iter_for_export(self, cursor: int, batch: int = 10_000) -> Iterator[tuple[int, Usage]]:
+    def iter_for_export(self, cursor: int, batch: int = 10_000, gpu_only: bool = False) -> Iterator[tuple[int, Usage]]:
         """(change_seq, usage) of started allocations changed after ``cursor`` or still running, by change_seq."""
         cur = self.db.execute(
             f"SELECT change_seq, {', '.join(_COLUMNS)} FROM allocations WHERE start_time IS NOT NULL "
-            "AND (change_seq > ? OR end_time IS NULL) ORDER BY change_seq, alloc_id", (cursor,))
+            f"AND (change_seq > ? OR end_time IS NULL){' AND gpu_count > 0' if gpu_only else ''} "
+            "ORDER BY change_seq, alloc_id", (cursor,))
         while rows := cur.fetchmany(batch):
             for row in rows:
                 yield row[0], _usage(row[1:])
