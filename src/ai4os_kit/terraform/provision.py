@@ -177,7 +177,8 @@ def _start(inventory: Path, echo: Echo, steps: Steps) -> tuple[dict[str, Any], T
     check_inputs(plan, os.environ)  # bad input stops here, before anything is written
     env = steps.credentials(plan, directory)
     steps.prepare_root(plan, directory, steps.flavors(plan, env))
-    echo(f"rendered {directory / render.ROOT_FILE}")
+    echo(f"rendered {directory / render.ROOT_FILE} (to run terraform by hand there: "
+         f"OS_CLIENT_CONFIG_FILE={env.get('OS_CLIENT_CONFIG_FILE', '<your clouds.yaml>')} terraform ...)")
     tf = Terraform(directory, env=env, echo=echo)
     tf.init()
     return plan, tf
