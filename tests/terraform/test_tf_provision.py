@@ -72,7 +72,8 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
             else:
                 assert hv["ansible_host"].startswith(site["network"]["cidr"].rsplit(".", 1)[0] + ".")
                 assert hv["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{bastion['ansible_host']}"
-    assert any("Plan: 13 to add" in line for line in lines)
+    # The test double has one terraform_data per node.
+    assert any(f"Plan: {len(plan['nodes'])} to add" in line for line in lines)
     assert any(line.startswith("  done: module.site_ifca.terraform_data.node") for line in lines)
     assert lines[-1] == f"wrote the Ansible inventory {sample_inventory / 'hosts.yml'}"
     # Nothing was read from the state: the addresses equal Terraform's own output.
@@ -87,7 +88,8 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
 def test_plan_only_changes_nothing(sample_inventory: Path, fake_site: Path) -> None:
     lines: list[str] = []
     provision.provision(sample_inventory, plan_only=True, echo=lines.append, steps=_double_steps(fake_site))
-    assert lines[-1] == "plan only: 13 to add, 0 to change, 0 to destroy; nothing was changed"
+    nodes = len(provision.load_plan(sample_inventory)["nodes"])
+    assert lines[-1] == f"plan only: {nodes} to add, 0 to change, 0 to destroy; nothing was changed"
     assert not (sample_inventory / "hosts.yml").exists()
     assert not (sample_inventory / "terraform" / "terraform.tfstate").exists()
 
@@ -103,7 +105,8 @@ def test_destroy_asks_and_only_yes_destroys(sample_inventory: Path, fake_site: P
     questions: list[str] = []
     assert provision.destroy(sample_inventory, echo=lines.append, steps=steps,
                              ask=lambda q: questions.append(q) or "yes") == 0
-    assert questions and "Destroy 13 resource(s)" in questions[0]
+    nodes = len(provision.load_plan(sample_inventory)["nodes"])
+    assert questions and f"Destroy {nodes} resource(s)" in questions[0]
     assert not json.loads(state.read_text())["resources"]
     assert all("ansible_host" not in hv for hv in _hosts(sample_inventory)["hosts"].values())
     assert provision.destroy(sample_inventory, yes=True, echo=lines.append, steps=steps) == 0
