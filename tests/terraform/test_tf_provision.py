@@ -196,6 +196,18 @@ def test_operator_clouds_are_copied_and_checkin_sites_need_a_token(sample_plan: 
     assert env == {"OS_CLIENT_CONFIG_FILE": str(kit_clouds)}
 
 
+def test_operator_secure_yaml_is_merged_into_the_copied_cloud(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    clouds, secure = tmp_path / "clouds.yaml", tmp_path / "secure.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"cesnet-prod": {"auth": {
+        "auth_url": "https://keystone.example.org:5000/v3", "username": "ops", "project_name": "ai4os"}}}}))
+    secure.write_text(yaml.safe_dump({"clouds": {"cesnet-prod": {"auth": {"password": "from-secure-yaml"}}}}))
+    sample_plan["sites"] = [s for s in sample_plan["sites"] if s["name"] == "cesnet"]
+    provision.cloud_credentials(sample_plan, tmp_path / "terraform",
+                                {"OS_CLIENT_CONFIG_FILE": str(clouds), "OS_CLIENT_SECURE_FILE": str(secure)})
+    copied = yaml.safe_load((tmp_path / "terraform" / "clouds.yaml").read_text())["clouds"]["cesnet-prod"]
+    assert copied["auth"]["password"] == "from-secure-yaml" and copied["auth"]["username"] == "ops"
+
+
 # ------------------------------------------------------------------ CLI
 
 def test_cli_provision_bad_inventory_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
-
 from ai4os_kit import ansible_inventory
 from ai4os_kit.errors import InputError, KitError
 from ai4os_kit.terraform import flavors, render
@@ -77,15 +75,17 @@ def resolve_flavors(plan: Mapping[str, Any], env: Mapping[str, str]) -> FlavorId
 # ------------------------------------------------------------------ credentials
 
 def _operator_clouds(env: Mapping[str, str]) -> dict[str, Any]:
-    # Where openstacksdk and the Terraform provider look for it, in order.
-    candidates = [Path(env["OS_CLIENT_CONFIG_FILE"])] if env.get("OS_CLIENT_CONFIG_FILE") else [
-        Path.cwd() / "clouds.yaml", Path.home() / ".config" / "openstack" / "clouds.yaml",
-        Path("/etc/openstack/clouds.yaml")]
-    for path in candidates:
-        if path.is_file():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            return dict(data.get("clouds") or {})
-    return {}
+    """The operator's clouds as openstacksdk reads them (clouds.yaml merged with secure.yaml).
+
+    OS_CLIENT_CONFIG_FILE / OS_CLIENT_SECURE_FILE of ``env`` when set, else
+    the usual places (./, ~/.config/openstack/, /etc/openstack/).
+    """
+    from openstack.config import loader
+
+    config_file, secure_file = env.get("OS_CLIENT_CONFIG_FILE"), env.get("OS_CLIENT_SECURE_FILE")
+    config = loader.OpenStackConfig(config_files=[config_file] if config_file else None,
+                                    secure_files=[secure_file] if secure_file else None, load_envvars=False)
+    return dict(config.cloud_config.get("clouds") or {})
 
 
 def cloud_credentials(plan: Mapping[str, Any], directory: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
