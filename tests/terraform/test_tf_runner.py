@@ -136,6 +136,17 @@ def test_openstack_environment_does_not_leak_into_terraform(terraform: str, tmp_
     assert tf.output() == {"probe": "kept"}
 
 
+def test_slow_resources_report_progress(terraform: str, tmp_path: Path) -> None:
+    """Terraform's `apply_progress` messages (every 10 s while a server boots) become progress lines."""
+    lines: list[str] = []
+    tf = Terraform(_root(tmp_path), echo=lines.append)
+    tf._progress({"type": "apply_progress", "hook": {
+        "resource": {"addr": 'module.site_ifca.module.node_pool["gpu"].openstack_compute_instance_v2.this["ifca-gpu-1"]'},
+        "action": "create", "elapsed_seconds": 20}})
+    assert lines == ['  still create: module.site_ifca.module.node_pool["gpu"].openstack_compute_instance_v2'
+                     '.this["ifca-gpu-1"] (20s)']
+
+
 def test_missing_terraform_cli_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AI4OS_TERRAFORM", "terraform-not-installed-here")
     with pytest.raises(KitError, match="is not installed or not on PATH"):

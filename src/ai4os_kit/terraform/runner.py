@@ -118,6 +118,8 @@ class Terraform:
         address = hook.get("resource", {}).get("addr", "")
         if kind == "apply_start":
             self.echo(f"  {hook.get('action', 'apply')}: {address} ...")
+        elif kind == "apply_progress":
+            self.echo(f"  still {hook.get('action', 'applying')}: {address} ({hook.get('elapsed_seconds', 0)}s)")
         elif kind == "apply_complete":
             self.echo(f"  done: {address} ({hook.get('elapsed_seconds', 0)}s)")
         elif kind == "apply_errored":
