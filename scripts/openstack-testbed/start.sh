@@ -96,7 +96,9 @@ methods = password,token,application_credential,mapped,openid
 [openid]
 remote_id_attribute = HTTP_OIDC_ISS
 [cache]
-enabled = false
+# in-process cache: token validation by every service stays fast on a busy 2-core machine
+enabled = true
+backend = dogpile.cache.memory
 $(common_section)
 INI
 
@@ -280,8 +282,7 @@ for job in "${key_jobs[@]}"; do wait "$job" || die "keystone key setup failed (s
 
 # ---------------------------------------------------------------- keystone, catalog
 OS_KEYSTONE_CONFIG_FILES=$ETC/keystone.conf AI4OS_WSGI_SERVICE=keystone \
-    start_daemon keystone "$BIN/gunicorn" --chdir "$TB_DIR" -w 1 --threads 4 -b "$HOST:$KEYSTONE_PORT" \
-    --pid "$STATE/run/keystone-gunicorn.pid" wsgi_app:application
+    start_daemon keystone "$BIN/gunicorn" --chdir "$TB_DIR" -w 1 --threads 4 -b "$HOST:$KEYSTONE_PORT" wsgi_app:application
 wait_for keystone 90 http_ok "http://$HOST:$KEYSTONE_PORT/v3"
 "$BIN/python" "$TB_DIR/catalog.py" >"$STATE/log/catalog.log" 2>&1 || die "catalog setup failed (see $STATE/log/catalog.log)"
 
@@ -296,8 +297,7 @@ fi
 
 # ---------------------------------------------------------------- the services
 OS_PLACEMENT_CONFIG_DIR=$ETC AI4OS_WSGI_SERVICE=placement \
-    start_daemon placement "$BIN/gunicorn" --chdir "$TB_DIR" -w 1 --threads 4 -b "$HOST:$PLACEMENT_PORT" \
-    --pid "$STATE/run/placement-gunicorn.pid" wsgi_app:application
+    start_daemon placement "$BIN/gunicorn" --chdir "$TB_DIR" -w 1 --threads 4 -b "$HOST:$PLACEMENT_PORT" wsgi_app:application
 start_daemon glance "$BIN/glance-api" --config-file "$ETC/glance-api.conf"
 start_daemon neutron "$BIN/neutron-server" --config-file "$ETC/neutron.conf"
 start_daemon cinder "$BIN/cinder-api" --config-file "$ETC/cinder.conf"

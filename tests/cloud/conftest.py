@@ -61,7 +61,7 @@ def os_env(testbed: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return testbed
 
 
-def testbed_site(name: str = "lab", **changes: Any) -> dict[str, Any]:
+def lab_site(name: str = "lab", **changes: Any) -> dict[str, Any]:
     """A sites.yml entry on the test-bed: 1 server, 1 ingress (floating IP), 1 cpu, 1 gpu node."""
     site: dict[str, Any] = {
         "name": name,

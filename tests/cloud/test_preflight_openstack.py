@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from ai4os_kit.cloud import preflight
-from conftest import QUOTA_GIGABYTES, QUOTA_INSTANCES, plan_for, testbed_site
+from conftest import QUOTA_GIGABYTES, QUOTA_INSTANCES, plan_for, lab_site
 
 pytestmark = pytest.mark.integration
 
 
 def _run(tmp_path: Path, **changes: Any) -> tuple[list[preflight.Finding], list[str]]:
-    plan = plan_for(tmp_path, [testbed_site(**changes)])
+    plan = plan_for(tmp_path, [lab_site(**changes)])
     findings = preflight.preflight(plan)
     return findings, preflight.render(findings)
 
@@ -24,7 +24,7 @@ def _failed(findings: list[preflight.Finding]) -> dict[str, preflight.Finding]:
 
 
 def _pools_with(index: int, **pool_changes: Any) -> list[dict[str, Any]]:
-    pools = testbed_site()["pools"]
+    pools = lab_site()["pools"]
     pools[index] = {**pools[index], **pool_changes}
     return pools
 
@@ -100,7 +100,7 @@ def test_image_missing(os_env: Path, tmp_path: Path) -> None:
 
 
 def test_network_and_keypair_missing(os_env: Path, tmp_path: Path) -> None:
-    site = testbed_site()
+    site = lab_site()
     failed = _failed(_run(tmp_path, network={"existing": "no-such-net", "cidr": "10.10.0.0/24"},
                           ssh={**site["ssh"], "key_name": "no-such-key"})[0])
     assert set(failed) == {"network", "key pair"}

@@ -1,0 +1,107 @@
+"""Discovery (`inventory --from-cloud`) and GPU scheduling against the local OpenStack test-bed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ai4os_kit import ansible_inventory
+from ai4os_kit.cloud import discovery
+from conftest import GPUS_ON_HYPERVISOR, plan_for, lab_site
+from servers import create_pool_servers, delete_site_servers, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def member_conn(os_env: Path) -> Iterator[Any]:
+    import openstack
+
+    conn = openstack.connect(cloud="ai4os-testbed")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def site_name(member_conn: Any) -> Iterator[str]:
+    name = f"t{secrets.token_hex(3)}"  # unique per run: servers of other runs never mix in
+    yield name
+    delete_site_servers(member_conn, name)
+
+
+def expected_addresses(conn: Any, plan: dict[str, Any], site: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Connection variables as terraform/modules/inventory computes them, from the ports the test made."""
+    floating = {ip.port_id: ip.floating_ip_address for ip in conn.network.ips() if ip.port_id}
+    ports = {p.name[:-len("-port")]: p for p in conn.network.ports() if p.name.startswith(f"{site['name']}-")}
+    user = site["ssh"]["user"]
+    bastion_ip = floating[ports[site["bastion"]].id]
+    out = {}
+    for node in plan["nodes"]:
+        port = ports[node["name"]]
+        public = floating.get(port.id)
+        host_vars = {"ansible_host": public or port.fixed_ips[0]["ip_address"], "ansible_user": user}
+        if public is None:
+            host_vars["ansible_ssh_common_args"] = f"-o ProxyJump={user}@{bastion_ip}"
+        out[node["name"]] = host_vars
+    return out
+
+
+def test_discovery_rebuilds_the_inventory_the_plan_renders(member_conn: Any, site_name: str, tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, [lab_site(site_name)])
+    site = plan["sites"][0]
+    servers = create_pool_servers(member_conn, plan, site)
+    assert {s.status for s in servers.values()} == {"ACTIVE"}, {n: s.fault for n, s in servers.items()}
+
+    found = discovery.discover(plan)
+    assert sorted(found.nodes) == sorted(n["name"] for n in plan["nodes"])
+    for node in plan["nodes"]:
+        got = found.nodes[node["name"]]
+        assert (got.site, got.pool, got.role, got.groups, got.meta) == (
+            node["site"], node["pool"], node["role"], node["groups"], node["nomad"]["meta"])
+
+    rebuilt = discovery.inventory_from_cloud(plan, found)
+    assert found.warnings == []
+    assert rebuilt == ansible_inventory.render(plan, expected_addresses(member_conn, plan, site))
+    hosts = rebuilt["all"]["hosts"]
+    ingress = next(n["name"] for n in plan["nodes"] if n["role"] == "ingress")
+    assert hosts[ingress]["ansible_host"].startswith("203.0.113.")   # the floating IP
+    gpu = next(n["name"] for n in plan["nodes"] if n["role"] == "gpu")
+    assert hosts[gpu]["ansible_host"].startswith("10.10.0.")        # private, through the bastion
+    assert hosts[gpu]["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{hosts[ingress]['ansible_host']}"
+
+
+def test_discovery_reports_missing_and_foreign_servers(member_conn: Any, site_name: str, tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, [lab_site(site_name)])
+    site = plan["sites"][0]
+    create_pool_servers(member_conn, plan, site, pools=["server", "ingress"])
+    other = plan_for(tmp_path / "other", [lab_site(site_name, pools=[
+        {"role": "server", "count": 3, "flavor": {"name": "m1.small"}},
+        {"role": "ingress", "count": 1, "flavor": {"name": "m1.small"}, "floating_ip": True}])])
+    # a server the plan does not have (this platform, same site)
+    create_pool_servers(member_conn, other, other["sites"][0], pools=["server"])
+
+    found = discovery.discover(plan)
+    rebuilt = discovery.inventory_from_cloud(plan, found)
+    missing = {n["name"] for n in plan["nodes"] if n["role"] in ("cpu", "gpu")}
+    assert set(rebuilt["all"]["hosts"]) == {f"{site_name}-server-1", f"{site_name}-ingress-1"}
+    assert all(any(w.startswith(f"{name}:") and "no server" in w for w in found.warnings) for name in missing)
+    assert any(w.startswith(f"{site_name}-server-2:") and "does not have" in w for w in found.warnings)
+
+
+def test_gpu_flavor_schedules_and_one_gpu_too_many_fails(member_conn: Any, site_name: str, tmp_path: Path) -> None:
+    gpu_pool = {"role": "gpu", "count": GPUS_ON_HYPERVISOR + 1, "volume_gb": 10,
+                "flavor": {"vcpus": 8, "ram_mb": 32768,
+                           "accelerator": {"type": "GPU", "number": 1, "vendor": "NVIDIA", "model": "A100"}}}
+    plan = plan_for(tmp_path, [lab_site(site_name, pools=lab_site()["pools"][:2] + [gpu_pool])])
+    site = plan["sites"][0]
+    servers = create_pool_servers(member_conn, plan, site, pools=["gpu"], wait=False)
+    names = sorted(servers)
+    first = [wait_for(member_conn, servers[n]) for n in names[:GPUS_ON_HYPERVISOR]]
+    assert [s.status for s in first] == ["ACTIVE"] * GPUS_ON_HYPERVISOR, [s.fault for s in first]
+    extra = wait_for(member_conn, servers[names[-1]])
+    assert extra.status == "ERROR"
+    assert "No valid host was found" in (extra.fault or {}).get("message", "")
