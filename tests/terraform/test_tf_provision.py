@@ -76,7 +76,10 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
     assert any(f"Plan: {len(plan['nodes'])} to add" in line for line in lines)
     assert any(line.startswith("  done: module.site_ifca.terraform_data.node") for line in lines)
     assert lines[-1] == f"wrote the Ansible inventory {sample_inventory / 'hosts.yml'}"
-    # Nothing was read from the state: the addresses equal Terraform's own output.
+    # Commands that rewrite hosts.yml can keep the addresses (from `terraform output`).
+    current = provision.current_addresses(plan, sample_inventory)
+    assert current == {name: {k: v for k, v in hv.items() if k.startswith("ansible_")}
+                       for name, hv in hosts["hosts"].items()}
     # A second run changes nothing and writes the same inventory.
     before = (sample_inventory / "hosts.yml").read_text()
     lines.clear()
@@ -122,11 +125,18 @@ def test_destroy_without_a_terminal_needs_yes(sample_inventory: Path, fake_site:
         provision.destroy(sample_inventory, echo=lambda _: None, steps=steps)
 
 
+def test_no_addresses_before_the_first_provision(sample_inventory: Path, sample_plan: dict[str, Any]) -> None:
+    assert provision.current_addresses(sample_plan, sample_inventory) == {}
+
+
 def test_output_missing_a_node_is_an_error(sample_plan: dict[str, Any]) -> None:
     with pytest.raises(KitError, match="lacks ifca-server-1"):
         provision.addresses_from_output(sample_plan, {"ifca": {"hosts": {}}, "cesnet": {"hosts": {}}})
     with pytest.raises(KitError, match="no `inventory` output"):
         provision.addresses_from_output(sample_plan, None)
+    partial = {"ifca": {"hosts": {"ifca-server-1": {"ansible_host": "10.10.0.5", "vars": {"ansible_user": "ubuntu"}}}}}
+    assert provision.addresses_from_output(sample_plan, partial, strict=False) == {
+        "ifca-server-1": {"ansible_host": "10.10.0.5", "ansible_user": "ubuntu"}}
 
 
 # ------------------------------------------------------------------ bad input stops before Terraform

@@ -125,11 +125,13 @@ def connection_vars(host: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | None,
+                          strict: bool = True) -> dict[str, dict[str, Any]]:
     """Node name -> connection variables, from the root's `inventory` output.
 
     Every cloud node of the plan must be in it (else the state and the plan
-    disagree and the inventory would be wrong).
+    disagree and the inventory would be wrong); strict=False returns those
+    that are.
     """
     if not isinstance(output, Mapping):
         raise KitError("Terraform has no `inventory` output; the root module was not applied by this kit")
@@ -139,10 +141,24 @@ def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | N
     cloud = {site["name"] for site in render.cloud_sites(plan)}
     wanted = [node["name"] for node in plan["nodes"] if node["site"] in cloud]
     missing = [name for name in wanted if name not in hosts]
-    if missing:
+    if missing and strict:
         raise KitError(f"Terraform's inventory output lacks {', '.join(missing)}: the state does not match "
                        "the plan; run `ai4os-kit provision` again")
-    return {name: connection_vars(hosts[name]) for name in wanted}
+    return {name: connection_vars(hosts[name]) for name in wanted if name in hosts}
+
+
+def current_addresses(plan: Mapping[str, Any], inventory: Path) -> dict[str, dict[str, Any]]:
+    """Connection variables of the nodes provisioned so far ({} before the first provision).
+
+    For commands that rewrite hosts.yml (e.g. `ai4os-kit plan`) and must keep
+    the addresses: asks `terraform output` in <INVENTORY>/terraform (no cloud
+    access; a remote backend needs its credentials in the environment).
+    """
+    directory = root_dir(inventory)
+    if not (directory / ".terraform").is_dir():
+        return {}
+    output = Terraform(directory, echo=lambda _: None).output().get("inventory")
+    return addresses_from_output(plan, output, strict=False) if output else {}
 
 
 def write_inventory(plan: Mapping[str, Any], inventory: Path, output: Mapping[str, Any] | None) -> Path:
