@@ -80,8 +80,12 @@ class Rendered:
 
 
 def make_inventory(tmp: Path, overrides: dict[str, Any], secrets: dict[str, Any] | None = None,
-                   gpu_facts: bool = True) -> Path:
-    """A copy of the sample inventory with platform.yml overrides and a hosts.yml from the plan."""
+                   gpu_facts: bool = True, broken: dict[str, Any] | None = None) -> Path:
+    """A copy of the sample inventory with platform.yml overrides and a hosts.yml from the plan.
+
+    ``broken`` overrides are applied after hosts.yml was written (the kit refuses to plan
+    an invalid inventory), to test what the checks say about them.
+    """
     inv = tmp / "inventory"
     inv.mkdir(parents=True)
     for name in ("platform.yml", "sites.yml"):
@@ -101,6 +105,10 @@ def make_inventory(tmp: Path, overrides: dict[str, Any], secrets: dict[str, Any]
         host_vars = inv / "host_vars"
         host_vars.mkdir()
         (host_vars / f"{plan['groups']['gpu'][0]}.yml").write_text(yaml.safe_dump({"ai4os_gpu": h100_facts()}))
+    if broken:
+        platform.update(copy.deepcopy(broken))
+        for target in (inv / "platform.yml", group_vars / "platform.yml"):
+            target.write_text(yaml.safe_dump(platform, sort_keys=False))
     return inv
 
 
@@ -124,7 +132,7 @@ def webdav_port() -> int:
 def rendered(tmp_path_factory: pytest.TempPathFactory, webdav_port: int) -> Rendered:
     """Everything switched on, EGI Check-in, the storage pointing at a local WebDAV port."""
     tmp = tmp_path_factory.mktemp("platform")
-    overrides = dict(ALL_ON, ai4os_storage_webdav_url=f"https://127.0.0.1:{webdav_port}/")
+    overrides = dict(ALL_ON, ai4os_storage_webdav_url=f"https://127.0.0.1:{webdav_port}/remote.php/dav/files/")
     inv = make_inventory(tmp, overrides, SECRETS)
     result = render(inv, tmp / "out")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
