@@ -96,21 +96,26 @@ def main() -> int:
         print(f"{name:<34} {times[name]:7.1f} s   peak RSS {peak_mb():6.0f} MB", flush=True)
 
     try:
-        t0 = time.perf_counter()
-        parse_s = 0.0
+        parse_s = store_s = 0.0
         with Store(work / "accounting.sqlite") as store:
             batch = []
-            for doc, node in documents(args.allocations):
-                p0 = time.perf_counter()
+            for doc, node in documents(args.allocations):  # generating the documents is not timed
+                t0 = time.perf_counter()
                 batch.append(parse_allocation(doc, node))
-                parse_s += time.perf_counter() - p0
+                parse_s += time.perf_counter() - t0
                 if len(batch) == 10_000:
+                    t0 = time.perf_counter()
                     store.upsert(batch, NOW)
+                    store_s += time.perf_counter() - t0
                     batch = []
+            t0 = time.perf_counter()
             store.upsert(batch, NOW)
+            store_s += time.perf_counter() - t0
             count = store.count()
-        stage(f"generate+parse+store {count:,}", t0)
-        print(f"  of which parsing Nomad documents   {parse_s:7.1f} s")
+        times["parse"] = parse_s
+        print(f"{'parse Nomad allocation documents':<34} {parse_s:7.1f} s   peak RSS {peak_mb():6.0f} MB")
+        times["store"] = store_s
+        print(f"{f'store (upsert) {count:,}':<34} {store_s:7.1f} s   peak RSS {peak_mb():6.0f} MB", flush=True)
 
         with Store(work / "accounting.sqlite") as store:
             queue = OutgoingQueue(work / "outgoing")
@@ -129,10 +134,10 @@ def main() -> int:
             rows = month_rows(store.iter_between(lo, hi), CTX, 2026, 2, NOW)
             write_report(rows, work / "reports", 2026, 2)
             stage("monthly report 2026-02 (+PNG)", t0)
-        store_and_export = sum(v for k, v in times.items()) - parse_s
+        store_and_export = sum(v for k, v in times.items() if k != "parse")
         total = sum(times.values())
         print(f"{'store + exporters (target < 60 s)':<34} {store_and_export:7.1f} s")
-        print(f"{'total incl. generating and parsing':<34} {total:7.1f} s")
+        print(f"{'total incl. parsing':<34} {total:7.1f} s")
         print(f"{'peak RSS (target < 500 MB)':<34} {peak_mb():7.0f} MB")
         ok = store_and_export < 60 and peak_mb() < 500
         print("target met" if ok else "TARGET MISSED")

@@ -121,7 +121,7 @@ usages = st.builds(
     namespace=st.sampled_from(["ai4eosc", "imagine"]),
     job_id=st.text(max_size=20),
     name=st.text(max_size=40),
-    owner=st.none() | st.text(min_size=1, max_size=30),
+    owner=st.none() | st.text(min_size=1, max_size=30) | st.sampled_from(["é", "\n"]),
     node_id=st.just("n"),
     datacenter=st.just("ifca"),
     cpu_millicores=st.integers(0, 256_000),
@@ -148,6 +148,10 @@ def test_rendering_equals_casos_own_models(usage: Usage) -> None:
     reference = apel.caso_cloud_record(usage, CTX, now)
     assert reference is not None
     assert apel.render_cloud(fields) == reference.ssm_message()
+    assert apel.render_cloud_usage(usage, CTX, now) == reference.ssm_message()
+    omit = apel.ExportContext(**{**CTX.__dict__, "cpu_duration": "omit"})
+    assert apel.render_cloud_usage(usage, omit, now) == "\n".join(
+        line for line in reference.ssm_message().split("\n") if not line.startswith("CpuDuration:"))
     assert "\n%%" not in apel.render_cloud(fields).replace("\n", "\n ")  # no record can inject a separator
     for rec in apel.accelerator_records(usage, CTX, now):
         assert json.dumps(rec, separators=(",", ":")) == apel.caso_accelerator_record(rec).ssm_message()
@@ -258,3 +262,14 @@ def test_host_certificate_checks(tmp_path: Path) -> None:
         check_host_certificate(cert, old_key, "acct.yml")
     with pytest.raises(InputError, match="not a PEM X.509 certificate"):
         check_host_certificate(key, key, "acct.yml")
+
+
+def test_format_drift_from_caso_stops_the_export(recorded_store: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the fast renderer and caso's model ever disagree, nothing is queued and the error shows both."""
+    real = apel.render_cloud_usage
+    monkeypatch.setattr(apel, "render_cloud_usage",
+                        lambda u, c, n: (real(u, c, n) or "").replace("PublicIPCount: 0", "PublicIPCount: 1"))
+    with Store(recorded_store) as store, pytest.raises(KitError, match="differs from caso's model"):
+        apel.export_cloud(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+    assert QueueSimple(str(tmp_path / "q")).count() == 0

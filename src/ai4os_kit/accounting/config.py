@@ -103,6 +103,11 @@ def load_config(file: Path | str) -> AccountingConfig:
     fqan_format = r.get(("apel", "fqan_format"), str, required=False, default="/{vo}/Role=NULL/Capability=NULL")
     if "{vo}" not in fqan_format:
         raise r.fail(("apel", "fqan_format"), "does not contain {vo}", "write e.g. /{vo}/Role=NULL/Capability=NULL")
+    for key in ("compute_service", "cloud_type", "fqan_format", "default_vo"):
+        value = (r.data.get("apel") or {}).get(key)
+        if isinstance(value, str) and not (value.isascii() and value.isprintable()):
+            raise r.fail(("apel", key), "contains characters APEL records cannot carry (non-ASCII or control)",
+                         "use printable ASCII only")
     export = ExportContext(
         site_names=r.str_map(("apel", "sites")), vos=r.str_map(("apel", "vos")),
         compute_service=r.get(("apel", "compute_service"), str), fqan_format=fqan_format,

@@ -73,15 +73,10 @@ WHERE excluded.modify_index > allocations.modify_index
 """
 
 
-def _row(usage: Usage) -> tuple[object, ...]:
-    return (usage.alloc_id, usage.namespace, usage.job_id, usage.name, usage.owner, usage.node_id,
-            usage.datacenter, usage.cpu_millicores, usage.cpu_mhz, usage.memory_mb, usage.disk_mb,
-            usage.gpu_count, usage.gpu_model, usage.create, usage.start, usage.end, usage.status,
-            usage.modify_index)
-
-
-def _usage(row: tuple) -> Usage:  # type: ignore[type-arg]
-    return Usage(*row[:len(_COLUMNS)])
+assert Usage._fields == ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter",
+                         "cpu_millicores", "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create",
+                         "start", "end", "status", "modify_index"), "columns and Usage fields must line up"
+_usage = Usage._make
 
 
 class Store:
@@ -94,6 +89,7 @@ class Store:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps random-key upserts off the disk
             self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise KitError(f"cannot open the accounting store {self.path}: {exc}; "
@@ -123,14 +119,14 @@ class Store:
     # -- writes
     def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
         """Write usages in one transaction; returns how many rows changed."""
-        rows = [_row(u) for u in usages]
+        rows = list(usages)
         if not rows:
             return 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
             seq = self.meta("change_seq") + 1
             before = self.db.total_changes
-            self.db.executemany(_UPSERT, [r + (seen_at, seq) for r in rows])
+            self.db.executemany(_UPSERT, [tuple(r) + (seen_at, seq) for r in rows])
             changed = self.db.total_changes - before
             self.set_meta("change_seq", seq)
             self.db.execute("COMMIT")

@@ -18,11 +18,13 @@ import csv
 import io
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
+
+import numpy as np
 
 from ai4os_kit.accounting.files import atomic_write
 from ai4os_kit.accounting.model import Usage
-from ai4os_kit.accounting.timeslices import DAY, days, iso_day
+from ai4os_kit.accounting.timeslices import DAY, iso_day
 from ai4os_kit.errors import KitError
 
 RESOURCES = ("cpu_num", "cpu_MHz", "memory_MB", "disk_MB", "gpu_num")
@@ -31,44 +33,85 @@ USERS = ("owner",) + RESOURCES
 NO_OWNER = "unknown"
 
 
-def _amounts(u: Usage) -> tuple[float, ...]:
-    return (u.cpu_millicores / 1000, float(u.cpu_mhz), float(u.memory_mb), float(u.disk_mb), float(u.gpu_count))
-
-
 class Summaries:
-    """Accumulates resource-seconds per namespace, per day and per owner."""
+    """Accumulates resource-seconds per namespace and UTC day, and per namespace and owner.
+
+    Allocations are taken in chunks and split at day boundaries with numpy,
+    so a million allocations take seconds and little memory.
+    """
+
+    CHUNK = 100_000
 
     def __init__(self) -> None:
-        # namespace -> day -> [resource seconds..., queued seconds, running seconds]
+        # namespace -> day (Unix seconds) -> [resource seconds..., queued seconds, running seconds]
         self.daily: dict[str, dict[int, list[float]]] = defaultdict(dict)
         # namespace -> owner -> [resource seconds...]
         self.users: dict[str, dict[str, list[float]]] = defaultdict(dict)
 
-    def add(self, u: Usage, now: int) -> None:
-        ns_days = self.daily[u.namespace]
-        size = len(RESOURCES) + 2
-        queued_end = u.start if u.start is not None else (u.end if u.end is not None else now)
-        for day, secs in days(u.create, min(queued_end, now)):
-            ns_days.setdefault(day, [0.0] * size)[len(RESOURCES)] += secs
-        if u.start is None:
-            return
-        amounts = _amounts(u)
-        total = 0
-        end = min(u.end if u.end is not None else now, now)
-        for day, secs in days(u.start, end):
-            row = ns_days.setdefault(day, [0.0] * size)
-            for i, amount in enumerate(amounts):
-                row[i] += amount * secs
-            row[-1] += secs
-            total += secs
-        owner = self.users[u.namespace].setdefault(u.owner or NO_OWNER, [0.0] * len(RESOURCES))
-        for i, amount in enumerate(amounts):
-            owner[i] += amount * total
-
     def add_all(self, usages: Iterable[Usage], now: int) -> "Summaries":
-        for u in usages:
-            self.add(u, now)
+        chunk: list[Usage] = []
+        for usage in usages:
+            chunk.append(usage)
+            if len(chunk) >= self.CHUNK:
+                self._add_chunk(chunk, now)
+                chunk = []
+        if chunk:
+            self._add_chunk(chunk, now)
         return self
+
+    def _add_chunk(self, chunk: list[Usage], now: int) -> None:
+        names = sorted({u.namespace for u in chunk})
+        ns_index = {n: i for i, n in enumerate(names)}
+        ns = np.fromiter((ns_index[u.namespace] for u in chunk), np.int64, len(chunk))
+        create = np.fromiter((u.create for u in chunk), np.int64, len(chunk))
+        started = np.fromiter((u.start is not None for u in chunk), bool, len(chunk))
+        start = np.fromiter((u.start if u.start is not None else 0 for u in chunk), np.int64, len(chunk))
+        end = np.fromiter((u.end if u.end is not None else now for u in chunk), np.int64, len(chunk))
+        end = np.minimum(end, now)
+        amounts = np.array([(u.cpu_millicores / 1000, u.cpu_mhz, u.memory_mb, u.disk_mb, u.gpu_count)
+                            for u in chunk], dtype=np.float64).reshape(len(chunk), len(RESOURCES))
+        # queued: created until started (or until it ended / now, if it never started)
+        queued_end = np.minimum(np.where(started, start, end), now)
+        self._daily(names, ns, create, queued_end, None, len(RESOURCES))
+        run_end = np.where(started, end, start)
+        self._daily(names, ns[started], start[started], run_end[started], amounts[started], len(RESOURCES) + 1)
+        # per owner: resource-seconds over the whole life
+        secs = (np.maximum(run_end - start, 0) * started).astype(np.float64)
+        owners: dict[tuple[str, str], int] = {}
+        codes = np.fromiter((owners.setdefault((u.namespace, u.owner or NO_OWNER), len(owners)) for u in chunk),
+                            np.int64, len(chunk))
+        totals = [np.bincount(codes, weights=amounts[:, j] * secs, minlength=len(owners))
+                  for j in range(len(RESOURCES))]
+        ran = np.bincount(codes, weights=secs, minlength=len(owners))
+        for (namespace, owner), code in owners.items():
+            if ran[code] > 0:
+                row = self.users[namespace].setdefault(owner, [0.0] * len(RESOURCES))
+                for j, column in enumerate(totals):
+                    row[j] += float(column[code])
+
+    def _daily(self, names: list[str], ns: Any, lo: Any, hi: Any, amounts: Any, count_column: int) -> None:
+        """Add seconds (and amount x seconds) of the intervals [lo, hi) to their UTC days."""
+        keep = hi > lo
+        ns, lo, hi = ns[keep], lo[keep], hi[keep]
+        amounts = amounts[keep] if amounts is not None else None
+        day = lo - lo % DAY
+        size = len(RESOURCES) + 2
+        while len(lo):
+            part = np.minimum(hi, day + DAY) - np.maximum(lo, day)
+            key = ns * (1 << 40) + day  # one bin per (namespace, day)
+            keys, inverse = np.unique(key, return_inverse=True)
+            count = np.bincount(inverse, weights=part)
+            sums = [np.bincount(inverse, weights=amounts[:, j] * part) for j in range(len(RESOURCES))] \
+                if amounts is not None else []
+            for k, packed in enumerate(keys.tolist()):
+                row = self.daily[names[packed >> 40]].setdefault(packed & ((1 << 40) - 1), [0.0] * size)
+                row[count_column] += float(count[k])
+                for j, column in enumerate(sums):
+                    row[j] += float(column[k])
+            day = day + DAY
+            more = hi > day
+            ns, lo, hi, day = ns[more], lo[more], hi[more], day[more]
+            amounts = amounts[more] if amounts is not None else None
 
     def tables(self, namespace: str) -> dict[str, list[list[object]]]:
         """The three PAPI tables of one namespace (header row first)."""

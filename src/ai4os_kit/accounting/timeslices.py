@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Iterator
-
 DAY = 86_400
-
-
-def days(start: int, end: int) -> Iterator[tuple[int, int]]:
-    """(day start as Unix seconds, seconds in that day) for each UTC day [start, end) touches."""
-    day = start - start % DAY
-    while day < end:
-        lo, hi = max(start, day), min(end, day + DAY)
-        if hi > lo:
-            yield day, hi - lo
-        day += DAY
 
 
 def month_bounds(year: int, month: int) -> tuple[int, int]:
