@@ -138,7 +138,7 @@ usages = st.builds(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(usages)
 def test_rendering_equals_casos_own_models(usage: Usage) -> None:
     """The fast renderer writes byte for byte what caso's CloudRecord/AcceleratorRecord write."""

@@ -97,7 +97,7 @@ def shared_double() -> Iterator[NomadDouble]:
         yield double
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(history=ops)
 # the stories that matter, always run besides the random ones:
