@@ -164,3 +164,11 @@ def test_gpu_model_prefixed_with_vendor() -> None:
     node = fixture("node-gpu.json")
     node["NodeResources"]["Devices"][0]["Name"] = "Tesla T4"
     assert parse_allocation(doc, parse_node(node)).gpu_model == "NVIDIA Tesla T4"
+
+
+def test_missing_nomad_ca_file_is_a_clear_error(nomad_double: NomadDouble, tmp_path: Path) -> None:
+    source = NomadSource(NomadSettings(address=nomad_double.address.replace("http:", "https:"),
+                                       ca_cert=tmp_path / "no-ca.pem", timeout=5))
+    with Store(tmp_path / "acct.sqlite") as store, pytest.raises(KitError) as err:
+        collect(source, store)
+    assert "listing allocations failed" in str(err.value) and "no-ca.pem" in str(err.value)

@@ -72,7 +72,7 @@ class NomadSource:
             try:
                 resp = self.api.allocations.request(method="get", params=params)
                 page = resp.json()
-            except (nexc.BaseNomadException, requests.RequestException, ValueError) as exc:
+            except (nexc.BaseNomadException, requests.RequestException, OSError, ValueError) as exc:
                 raise self._fail("listing allocations", exc) from None
             if not isinstance(page, list):
                 raise KitError(f"Nomad at {self.settings.address}: /v1/allocations returned "
@@ -89,7 +89,7 @@ class NomadSource:
             doc = endpoint.request(ident, method="get", params=params).json()
         except nexc.URLNotFoundNomadException:
             return None
-        except (nexc.BaseNomadException, requests.RequestException, ValueError) as exc:
+        except (nexc.BaseNomadException, requests.RequestException, OSError, ValueError) as exc:
             raise self._fail(f"reading {what} {ident}", exc) from None
         if not isinstance(doc, dict):
             raise KitError(f"Nomad at {self.settings.address}: {what} {ident} is not a JSON object")
