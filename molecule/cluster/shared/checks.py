@@ -23,7 +23,7 @@ sys.path.insert(0, str(PROJECT / "tests" / "cluster"))
 
 import hcl_config  # noqa: E402
 
-CA_FILE = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "ca.pem"
+CA_FILE = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki" / "ca.crt"
 
 
 def require_binary(host: Any, name: str, version: str) -> None:
