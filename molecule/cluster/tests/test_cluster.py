@@ -1,0 +1,99 @@
+"""The two-site cluster: per-node material on every node, and, with binaries, membership,
+region, WAN federation, ACL denial for anonymous requests and node meta."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "molecule" / "cluster" / "shared"))
+
+import checks  # noqa: E402
+
+first = checks.hcl_config.first
+CONSUL_CA = "--cacert /etc/consul.d/tls/ca.pem"
+NOMAD_CA = "--cacert /etc/nomad.d/tls/ca.pem"
+MANAGEMENT_CONSUL = "7e57bed0-0000-4000-8000-00000000c001"  # test-bed bootstrap tokens (shared/vars.yml)
+MANAGEMENT_NOMAD = "7e57bed0-0000-4000-8000-00000000a001"
+
+
+def _node(host) -> tuple[str, str, str]:
+    """(name, site, role) from the node name ai4os-cluster-<a|b>-<role>-1."""
+    name = host.backend.get_hostname()
+    parts = name.split("-")
+    return name, "-".join(parts[:3]), parts[3]
+
+
+def _address(host, name: str) -> str:
+    return host.run(f"getent hosts {name}").stdout.split()[0]
+
+
+def test_certificates_per_node(host):
+    name, site, role = _node(host)
+    kind = "server" if role == "server" else "client"
+    checks.assert_node_certificate(host, "/etc/consul.d/tls", "consul", f"{kind}.{site}.consul", "consul")
+    checks.assert_node_certificate(host, "/etc/nomad.d/tls", "nomad", f"{kind}.tb.nomad", "nomad" if role == "server" else "root")
+
+
+def test_consul_datacenter_per_site_and_wan_federation(host):
+    name, site, role = _node(host)
+    consul = checks.assert_accepted_keys(host, "/etc/consul.d/consul.hcl", "consul")
+    assert consul["datacenter"] == site and consul["primary_datacenter"] == "ai4os-cluster-a"
+    own_server = _address(host, f"{site}-server-1")
+    other = "ai4os-cluster-b" if site == "ai4os-cluster-a" else "ai4os-cluster-a"
+    if role == "server":
+        assert consul["bootstrap_expect"] == 1 and consul["retry_join"] == []
+        assert consul["retry_join_wan"] == [_address(host, f"{other}-server-1")]
+    else:
+        assert consul["retry_join"] == [own_server] and "retry_join_wan" not in consul
+
+
+def test_nomad_region_servers_and_client_meta(host):
+    name, site, role = _node(host)
+    common = checks.assert_accepted_keys(host, "/etc/nomad.d/nomad.hcl", "nomad")
+    assert common["region"] == "tb" and common["datacenter"] == site
+    if role == "server":
+        server = checks.assert_accepted_keys(host, "/etc/nomad.d/server.hcl", "nomad")
+        assert first(server, "server.bootstrap_expect") == 2
+    else:
+        client = checks.assert_accepted_keys(host, "/etc/nomad.d/client.hcl", "nomad")
+        meta = first(client, "client.meta")
+        assert meta["type"] == ("ingress" if role == "ingress" else "compute")
+        assert meta["domain"] == f"{site}.ai4os.test" and meta["namespace"] == "ai4eosc"
+        servers = sorted(first(client, "client.server_join.retry_join"))
+        assert servers == sorted(f"{_address(host, s)}:4647" for s in ("ai4os-cluster-a-server-1", "ai4os-cluster-b-server-1"))
+
+
+def test_consul_membership_lan_and_wan(host):
+    checks.require_binary(host, "consul", "2.0.2")
+    name, site, role = _node(host)
+    members = host.run(f"curl -sf {CONSUL_CA} -H 'X-Consul-Token: {MANAGEMENT_CONSUL}' https://127.0.0.1:8501/v1/agent/members")
+    assert members.rc == 0
+    lan = {m["Name"] for m in json.loads(members.stdout) if m["Status"] == 1}
+    assert lan == {f"{site}-server-1", f"{site}-ingress-1", f"{site}-cpu-1"}
+    if role == "server":
+        wan = host.run(f"curl -sf {CONSUL_CA} -H 'X-Consul-Token: {MANAGEMENT_CONSUL}' 'https://127.0.0.1:8501/v1/agent/members?wan=1'")
+        assert {m["Name"].split(".")[0] for m in json.loads(wan.stdout)} == {"ai4os-cluster-a-server-1", "ai4os-cluster-b-server-1"}
+
+
+def test_nomad_region_membership_and_meta(host):
+    checks.require_binary(host, "nomad", "2.0.4")
+    name, site, role = _node(host)
+    nodes = host.run(f"curl -sf {NOMAD_CA} -H 'X-Nomad-Token: {MANAGEMENT_NOMAD}' https://127.0.0.1:4646/v1/nodes")
+    ready = {n["Name"]: n for n in json.loads(nodes.stdout) if n["Status"] == "ready"}
+    assert set(ready) == {f"ai4os-cluster-{s}-{r}-1" for s in "ab" for r in ("ingress", "cpu")}
+    members = host.run(f"curl -sf {NOMAD_CA} -H 'X-Nomad-Token: {MANAGEMENT_NOMAD}' https://127.0.0.1:4646/v1/agent/members")
+    assert {m["Tags"]["region"] for m in json.loads(members.stdout)["Members"]} == {"tb"}
+    if role != "server":
+        node = json.loads(host.run(f"curl -sf {NOMAD_CA} -H 'X-Nomad-Token: {MANAGEMENT_NOMAD}' https://127.0.0.1:4646/v1/node/{ready[name]['ID']}").stdout)
+        assert node["Meta"]["domain"] == f"{site}.ai4os.test"
+
+
+def test_anonymous_requests_are_denied(host):
+    checks.require_binary(host, "consul", "2.0.2")
+    checks.require_binary(host, "nomad", "2.0.4")
+    consul = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {CONSUL_CA} https://127.0.0.1:8501/v1/acl/tokens")
+    nomad = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {NOMAD_CA} https://127.0.0.1:4646/v1/jobs")
+    assert consul.stdout == "403" and nomad.stdout == "403"
