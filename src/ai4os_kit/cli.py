@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "ai4os_kit.terraform.cli",
     "ai4os_kit.testbed_cli",
     "ai4os_kit.accounting.cli",
+    "ai4os_kit.contract",
 ]
 
 # Online checks run by `check --online`: module -> function(plan, args) -> list[str] of report lines.
@@ -161,7 +162,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         _say(_summary(plan))
     if not args.no_write:
-        target = ansible_inventory.write(inv.path, ansible_inventory.render(plan))
+        addresses: dict[str, Any] = {}
+        try:
+            from ai4os_kit.terraform.provision import current_addresses
+        except ModuleNotFoundError:
+            pass
+        else:  # keep the addresses `provision` wrote
+            addresses = current_addresses(plan, inv.path)
+        target = ansible_inventory.write(inv.path, ansible_inventory.render(plan, addresses))
         print(f"wrote the Ansible inventory {target}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
