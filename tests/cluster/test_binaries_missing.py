@@ -43,11 +43,21 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def test_marker_line_gives_the_wrapper_a_complete_reason(tmp_path: Path) -> None:
+    """tests/testbed reads the SKIP reason up to the end of the marker's line."""
+    import re
+
+    proc = _run(tmp_path, "''")
+    reasons = re.findall(r"AI4OS-SKIP: (.+?)(?:\"|'|\\n|$)", proc.stdout, re.MULTILINE)
+    assert reasons == ["binaries not available: consul 2.0.2"]
+
+
 def test_no_mirror_configured(tmp_path: Path) -> None:
     proc = _run(tmp_path, "''")
     out = _one_line(proc.stdout)
     assert proc.returncode == 0, out[-3000:]
-    assert "AI4OS-SKIP: binaries not available: consul 2.0.2 cannot be fetched (ai4os_artifacts_url is empty)" in out
+    assert "AI4OS-SKIP: binaries not available: consul 2.0.2" in out
+    assert "Cannot be fetched: ai4os_artifacts_url is empty." in out
     assert "Fix: point ai4os_artifacts_url at the official release location or at a mirror" in out
     assert "AVAILABLE=False MISSING=consul 2.0.2" in out
 
@@ -58,7 +68,7 @@ def test_mirror_without_the_release(tmp_path: Path) -> None:
     proc = _run(tmp_path, str(mirror))
     out = _one_line(proc.stdout)
     assert proc.returncode == 0, out[-3000:]
-    assert f"({mirror}/consul/2.0.2/consul_2.0.2_SHA256SUMS does not exist)" in out
+    assert f"Cannot be fetched: {mirror}/consul/2.0.2/consul_2.0.2_SHA256SUMS does not exist." in out
     assert "AVAILABLE=False" in out
     assert not (tmp_path / "bin").exists()
 
@@ -67,7 +77,7 @@ def test_release_location_that_does_not_answer(tmp_path: Path) -> None:
     proc = _run(tmp_path, "http://127.0.0.1:9")
     out = _one_line(proc.stdout)
     assert proc.returncode == 0, out[-3000:]
-    assert "AI4OS-SKIP: binaries not available: consul 2.0.2 cannot be fetched (http://127.0.0.1:9/consul/2.0.2/consul_2.0.2_SHA256SUMS answered -1" in out
+    assert "Cannot be fetched: http://127.0.0.1:9/consul/2.0.2/consul_2.0.2_SHA256SUMS answered -1" in out
 
 
 def test_checksum_list_disagreeing_with_the_pin_fails_hard(tmp_path: Path) -> None:
