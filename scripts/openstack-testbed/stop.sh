@@ -4,26 +4,33 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
-stop_pid() {  # stop_pid NAME: TERM the process group from the PID file, KILL after 15 s
-    local file=$STATE/run/$1.pid pid
-    [[ -f $file ]] || return 0
+signal_pid() {  # signal_pid SIGNAL NAME: signal the process group started from the PID file
+    local file=$STATE/run/$2.pid pid
+    [[ -f $file ]] || return 1
     pid=$(cat "$file")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    rm -f "$file"
+    kill -0 "$pid" 2>/dev/null || return 1
+    kill "-$1" -- "-$pid" 2>/dev/null || kill "-$1" "$pid" 2>/dev/null
 }
 
-for name in nova-compute nova-scheduler nova-conductor nova-api cinder neutron glance placement keystone; do
-    stop_pid "$name"
+# The OpenStack services together: TERM, up to 20 s to exit, then KILL.
+names="nova-compute nova-scheduler nova-conductor nova-api cinder neutron glance placement keystone"
+for name in $names; do signal_pid TERM "$name" || true; done
+for _ in $(seq 20); do
+    alive=0
+    for name in $names; do pid_alive "$name" && alive=1; done
+    ((alive)) || break
+    sleep 1
 done
+for name in $names; do signal_pid KILL "$name" || true; rm -f "$STATE/run/$name.pid"; done
 if [[ -f $STATE/run/rabbitmq.pid ]]; then
-    RABBITMQ_NODENAME=rabbit@localhost rabbitmqctl -q stop >/dev/null 2>&1 || true
-    stop_pid rabbitmq
+    RABBITMQ_NODENAME=rabbit@localhost rabbitmqctl -q stop >/dev/null 2>&1 || signal_pid TERM rabbitmq || true
+    rm -f "$STATE/run/rabbitmq.pid"
 fi
-stop_pid mariadb
+if signal_pid TERM mariadb; then
+    for _ in $(seq 30); do pid_alive mariadb || break; sleep 1; done
+    signal_pid KILL mariadb || true
+fi
+rm -f "$STATE/run/mariadb.pid"
 log "stopped"
 if [[ ${1:-} == --purge ]]; then
     rm -rf "$STATE"

@@ -42,9 +42,7 @@ def _flavor_id(conn: Any, wanted: Mapping[str, Any]) -> str:
         return str(wanted["id"])
     if wanted.get("name"):
         return str(conn.compute.find_flavor(wanted["name"], ignore_missing=False).id)
-    listed = [{"id": f.id, "name": f.name, "vcpus": f.vcpus, "ram": f.ram, "disk": f.disk,
-               "extra_specs": dict(f.extra_specs or {})} for f in conn.compute.flavors(details=True)]
-    best = flavor_rules.pick(wanted, listed)
+    best = flavor_rules.pick(wanted, [flavor_rules.flavor_dict(f) for f in conn.compute.flavors(details=True)])
     assert best is not None, f"no test-bed flavor for {wanted}"
     return str(best["id"])
 

@@ -111,3 +111,15 @@ def test_unknown_cloud_is_reported_per_site(os_env: Path, tmp_path: Path) -> Non
     failed = _failed(_run(tmp_path, cloud="not-in-clouds-yaml")[0])
     assert set(failed) == {"connect"}
     assert "clouds.yaml" in failed["connect"].fix
+
+
+def test_require_ready_raises_every_failure_as_input_errors(os_env: Path, tmp_path: Path) -> None:
+    from ai4os_kit.errors import InputErrors
+
+    plan = plan_for(tmp_path, [lab_site(image={"name": "no-such-image"},
+                                        pools=_pools_with(2, volume_gb=QUOTA_GIGABYTES))])
+    with pytest.raises(InputErrors) as err:
+        preflight.require_ready(plan, {"OS_CLIENT_CONFIG_FILE": str(os_env)})
+    keys = [e.key for e in err.value.errors]
+    assert keys == ["site lab: image", "site lab: quota gigabytes"]
+    assert err.value.exit_code == 2

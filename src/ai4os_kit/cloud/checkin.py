@@ -151,8 +151,10 @@ def _keystone_error(exc: Exception, site: EgiSite, url: str) -> KitError:
     if isinstance(exc, ks_exc.Unauthorized):
         return InputError(TOKEN_SOURCE, "access token",
                           f"Keystone of {site.gocdb} ({url}) rejected the Check-in token (401): it is expired, "
-                          "invalid, or not from Check-in",
-                          f"get a fresh token ({HOW_TO_GET_TOKEN}) and check that it carries your VO entitlement")
+                          f"invalid or not from Check-in, or the site has no protocol '{site.protocol}' for "
+                          f"identity provider {IDENTITY_PROVIDER}",
+                          f"get a fresh token ({HOW_TO_GET_TOKEN}) and check that it carries your VO entitlement; "
+                          f"if it does, check the site's `protocol` in {site.file}")
     if isinstance(exc, ks_exc.Forbidden):
         return InputError(TOKEN_SOURCE, "vo", f"Keystone of {site.gocdb} refused access to the VO's project (403)",
                           "check your VO membership in Check-in (the token must carry the VO's entitlement)")

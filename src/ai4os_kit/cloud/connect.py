@@ -24,12 +24,19 @@ from ai4os_kit.errors import InputError, KitError
 SITES_FILE = "sites.yml"
 
 
-def connect(site: Mapping[str, Any], index: int, kit_clouds: Path | None = None) -> openstack.connection.Connection:
-    """An authenticated connection to the site's project; InputError/KitError say what to fix."""
+def connect(site: Mapping[str, Any], index: int, kit_clouds: Path | None = None,
+            operator_clouds: str | None = None) -> openstack.connection.Connection:
+    """An authenticated connection to the site's project; InputError/KitError say what to fix.
+
+    ``operator_clouds``: a clouds.yaml searched before the usual places for `cloud:` sites.
+    """
     name = cloud_name(site)
     egi = bool(site.get("egi_site"))
     try:
-        config_files = [str(kit_clouds)] if egi and kit_clouds else None
+        if egi and kit_clouds:
+            config_files: list[str] | None = [str(kit_clouds)]
+        else:
+            config_files = [operator_clouds, *loader.CONFIG_FILES] if operator_clouds else None
         options = {"region_name": site["region"]} if site.get("region") else {}
         config = loader.OpenStackConfig(config_files=config_files).get_one(cloud=name, **options)
         conn = openstack.connection.Connection(config=config)
@@ -61,6 +68,7 @@ def site_connections(plan: Mapping[str, Any], env: Mapping[str, str] | None = No
     """
     from ai4os_kit.cloud import checkin
 
+    operator_clouds = (env or {}).get("OS_CLIENT_CONFIG_FILE")
     with tempfile.TemporaryDirectory(prefix="ai4os-cloud-") as tmp:
         kit_clouds = Path(tmp) / "clouds.yaml"
         indexes = [i for i, s in enumerate(plan["sites"]) if not s.get("testbed")]
@@ -68,6 +76,6 @@ def site_connections(plan: Mapping[str, Any], env: Mapping[str, str] | None = No
             checkin.refresh_credentials(plan, kit_clouds, env, verify=verify, app_credentials=False)
 
         def opener(i: int) -> Callable[[], Any]:
-            return lambda: connect(plan["sites"][i], i, kit_clouds)
+            return lambda: connect(plan["sites"][i], i, kit_clouds, operator_clouds)
 
         yield ((i, plan["sites"][i], opener(i)) for i in indexes)

@@ -18,7 +18,7 @@ import openstack
 from openstack import exceptions as os_exc
 
 from ai4os_kit.cloud.connect import SITES_FILE, site_connections
-from ai4os_kit.errors import KitError
+from ai4os_kit.errors import InputError, InputErrors, KitError
 from ai4os_kit.terraform import flavors as flavor_rules
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
@@ -56,7 +56,7 @@ def list_flavors(conn: openstack.connection.Connection) -> list[dict[str, Any]]:
     """Flavors the project sees, with extra specs (the shape ai4os_kit.terraform.flavors matches)."""
     with_specs = (f if f.extra_specs is not None else conn.compute.fetch_flavor_extra_specs(f)
                   for f in conn.compute.flavors(details=True))
-    return [flavor_rules._flavor_dict(f) for f in with_specs]
+    return [flavor_rules.flavor_dict(f) for f in with_specs]
 
 
 def _gpu_text(flavor: Mapping[str, Any]) -> str:
@@ -68,7 +68,7 @@ def _gpu_text(flavor: Mapping[str, Any]) -> str:
 
 def _flavor_by_id(conn: openstack.connection.Connection, flavor_id: str) -> dict[str, Any] | None:
     try:
-        return flavor_rules._flavor_dict(conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(flavor_id)))
+        return flavor_rules.flavor_dict(conn.compute.fetch_flavor_extra_specs(conn.compute.get_flavor(flavor_id)))
     except os_exc.NotFoundException:
         return None
 
@@ -323,6 +323,15 @@ def render(findings: Iterable[Finding]) -> list[str]:
     failed = sum(f.status == FAIL for f in rows)
     lines.append(f"{'FAIL' if failed else 'OK':<5} preflight: {failed} failure(s) in {len(rows)} check(s)")
     return lines
+
+
+def require_ready(plan: Mapping[str, Any], env: Mapping[str, str] | None = None) -> list[Finding]:
+    """Run the preflight and raise InputErrors listing every failure (for use before `terraform apply`)."""
+    findings = preflight(plan, env)
+    failed = [f for f in findings if f.status == FAIL]
+    if failed:
+        raise InputErrors([InputError(SITES_FILE, f"site {f.site}: {f.check}", f.detail, f.fix) for f in failed])
+    return findings
 
 
 def online_check(plan: Mapping[str, Any], args: Any = None) -> list[str]:
