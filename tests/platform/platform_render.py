@@ -112,14 +112,15 @@ def make_inventory(tmp: Path, overrides: dict[str, Any], secrets: dict[str, Any]
     return inv
 
 
-def render(inv: Path, out: Path, extra: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real platform playbook, submission off; return the finished process."""
+def render(inv: Path, out: Path, extra: dict[str, Any] | None = None,
+           check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real platform playbook, submission off (unless ``extra`` says so); return the finished process."""
     extra_vars = {"platform_job_submit": False, "platform_job_render_dir": str(out), **(extra or {})}
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="default",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv / "hosts.yml"), str(PLAYBOOK),
-           "-e", json.dumps(extra_vars)]
+           "-e", json.dumps(extra_vars)] + (["--check"] if check else [])
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -14,7 +14,7 @@ import yaml
 from ai4os_kit import contract
 from ai4os_kit.contract import Contract, check_files, check_jobs, parse_job
 
-from platform_render import Rendered
+from platform_render import Rendered, render
 
 JOBS = ["dashboard", "docuum", "flower", "mlflow", "monitoring", "node-admission", "node-exporter",
         "oauth2-proxy", "papi", "storage-probe", "vault"]
@@ -204,3 +204,11 @@ def test_contract_cli(rendered: Rendered) -> None:
     from ai4os_kit.cli import main
 
     assert main(["contract", str(rendered.inventory), str(rendered.out)]) == 0
+
+
+def test_second_run_in_check_mode_changes_nothing(rendered: Rendered) -> None:
+    """Re-running on the rendered tree (check mode, so nothing could be written anyway) reports 0 changed."""
+    result = render(rendered.inventory, rendered.out, check=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    recap = result.stdout.rsplit("PLAY RECAP", 1)[1]
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=0\s", recap), recap
