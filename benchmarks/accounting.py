@@ -2,8 +2,9 @@
 
 Stages (each timed): parse Nomad allocation documents -> SQLite store (upsert) ->
 APEL cloud records (dirq queue) -> APEL GPU accelerator records -> PAPI summaries ->
-monthly report (CSV, Markdown, PNG). Prints wall time per stage, the total, and the
-peak resident memory of the process. Target (issue 6): under 60 s and 500 MB for
+monthly report (CSV, Markdown, PNG). Prints wall and CPU time per stage, the totals, and
+the peak resident memory of the process. On a shared machine the CPU time is what
+the stage costs (wall time then also counts other processes' turns on the CPU). Target (issue 6): under 60 s and 500 MB for
 store and exporters on the project's machines.
 
     .venv/bin/python benchmarks/accounting.py [--allocations 1000000] [--dir DIR]
@@ -90,56 +91,63 @@ def main() -> int:
     work = Path(args.dir or tempfile.mkdtemp(prefix="acct-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
-    def stage(name: str, t0: float) -> None:
+    def stage(name: str, t0: float, c0: float) -> None:
         times[name] = time.perf_counter() - t0
-        print(f"{name:<34} {times[name]:7.1f} s   peak RSS {peak_mb():6.0f} MB", flush=True)
+        cpu[name] = time.process_time() - c0
+        print(f"{name:<36} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_mb():5.0f} MB",
+              flush=True)
 
     try:
-        parse_s = store_s = 0.0
+        parse_s = store_s = parse_c = store_c = 0.0
         with Store(work / "accounting.sqlite") as store:
             batch = []
             for doc, node in documents(args.allocations):  # generating the documents is not timed
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 batch.append(parse_allocation(doc, node))
                 parse_s += time.perf_counter() - t0
+                parse_c += time.process_time() - c0
                 if len(batch) == 10_000:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     store.upsert(batch, NOW)
                     store_s += time.perf_counter() - t0
+                    store_c += time.process_time() - c0
                     batch = []
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             store.upsert(batch, NOW)
             store_s += time.perf_counter() - t0
+            store_c += time.process_time() - c0
             count = store.count()
-        times["parse"] = parse_s
-        print(f"{'parse Nomad allocation documents':<34} {parse_s:7.1f} s   peak RSS {peak_mb():6.0f} MB")
-        times["store"] = store_s
-        print(f"{f'store (upsert) {count:,}':<34} {store_s:7.1f} s   peak RSS {peak_mb():6.0f} MB", flush=True)
+        times["parse"], cpu["parse"] = parse_s, parse_c
+        print(f"{'parse Nomad allocation documents':<36} wall {parse_s:7.1f} s  cpu {parse_c:7.1f} s")
+        times["store"], cpu["store"] = store_s, store_c
+        print(f"{f'store (upsert) {count:,}':<36} wall {store_s:7.1f} s  cpu {store_c:7.1f} s  "
+              f"peak RSS {peak_mb():5.0f} MB", flush=True)
 
         with Store(work / "accounting.sqlite") as store:
             queue = OutgoingQueue(work / "outgoing")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             cloud = apel.export_cloud(store, queue, CTX, NOW)
-            stage(f"APEL cloud: {cloud.records:,} rec/{cloud.messages:,} msg", t0)
-            t0 = time.perf_counter()
+            stage(f"APEL cloud: {cloud.records:,} rec/{cloud.messages:,} msg", t0, c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             gpu = apel.export_accelerator(store, queue, CTX, NOW)
-            stage(f"APEL GPU: {gpu.records:,} rec/{gpu.messages:,} msg", t0)
-            t0 = time.perf_counter()
+            stage(f"APEL GPU: {gpu.records:,} rec/{gpu.messages:,} msg", t0, c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             summaries = Summaries().add_all(store.iter_all(), NOW)
             files = write_summaries(summaries, work / "summaries")
-            stage(f"PAPI summaries ({len(files)} files)", t0)
-            t0 = time.perf_counter()
+            stage(f"PAPI summaries ({len(files)} files)", t0, c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             lo, hi = month_bounds(2026, 2)
             rows = month_rows(store.iter_between(lo, hi), CTX, 2026, 2, NOW)
             write_report(rows, work / "reports", 2026, 2)
-            stage("monthly report 2026-02 (+PNG)", t0)
-        store_and_export = sum(v for k, v in times.items() if k != "parse")
-        total = sum(times.values())
-        print(f"{'store + exporters (target < 60 s)':<34} {store_and_export:7.1f} s")
-        print(f"{'total incl. parsing':<34} {total:7.1f} s")
-        print(f"{'peak RSS (target < 500 MB)':<34} {peak_mb():7.0f} MB")
-        ok = store_and_export < 60 and peak_mb() < 500
+            stage("monthly report 2026-02 (+PNG)", t0, c0)
+        wall = sum(v for k, v in times.items() if k != "parse")
+        used = sum(v for k, v in cpu.items() if k != "parse")
+        print(f"{'store + exporters (target < 60 s)':<36} wall {wall:7.1f} s  cpu {used:7.1f} s")
+        print(f"{'total incl. parsing':<36} wall {sum(times.values()):7.1f} s  cpu {sum(cpu.values()):7.1f} s")
+        print(f"{'peak RSS (target < 500 MB)':<36} {peak_mb():7.0f} MB")
+        ok = wall < 60 and peak_mb() < 500
         print("target met" if ok else "TARGET MISSED")
         return 0 if ok else 1
     finally:
