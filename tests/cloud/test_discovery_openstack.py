@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ai4os_kit import ansible_inventory
+from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
 from conftest import GPUS_ON_HYPERVISOR, plan_for, lab_site
 from servers import create_pool_servers, delete_site_servers, wait_for
@@ -72,6 +74,10 @@ def test_discovery_rebuilds_the_inventory_the_plan_renders(member_conn: Any, sit
     gpu = next(n["name"] for n in plan["nodes"] if n["role"] == "gpu")
     assert hosts[gpu]["ansible_host"].startswith("10.10.0.")        # private, through the bastion
     assert hosts[gpu]["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{hosts[ingress]['ansible_host']}"
+
+    # the command writes the same inventory to <INVENTORY>/hosts.yml
+    assert main(["inventory", "--from-cloud", str(tmp_path / "inv")]) == 0
+    assert yaml.safe_load((tmp_path / "inv" / "hosts.yml").read_text()) == rebuilt
 
 
 def test_discovery_reports_missing_and_foreign_servers(member_conn: Any, site_name: str, tmp_path: Path) -> None:

@@ -123,3 +123,17 @@ def test_require_ready_raises_every_failure_as_input_errors(os_env: Path, tmp_pa
     keys = [e.key for e in err.value.errors]
     assert keys == ["site lab: image", "site lab: quota gigabytes"]
     assert err.value.exit_code == 2
+
+
+def test_check_online_command(os_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ai4os_kit.cli import main
+    from conftest import write_inventory
+
+    good = write_inventory(tmp_path / "good", [lab_site()])
+    main(["check", "--online", str(good)])
+    out = capsys.readouterr().out
+    assert "OK    preflight: 0 failure(s) in 14 check(s)" in out
+    bad = write_inventory(tmp_path / "bad", [lab_site(image={"name": "no-such-image"})])
+    assert main(["check", "--online", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  lab  image" in out and "fix: sites.yml ai4os_sites[0].image" in out
