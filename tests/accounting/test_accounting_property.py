@@ -9,6 +9,7 @@ messages) and restart with a fresh store connection, as after a kill.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -76,18 +77,20 @@ def _chosen(truth: dict[str, "Truth"], bits: int, want: Any) -> list[str]:
     return [a for i, a in enumerate(ids) if bits >> (i % 12) & 1]
 
 
-def _cloud_records(queue_dir: Path) -> list[dict[str, str]]:
-    """Every cloud record in the queue, in queue order, read with dirq's API."""
+def _queued_records(queue_dir: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Every cloud and accelerator record in the queue, in queue order, read with dirq's API."""
     queue = QueueSimple(str(queue_dir))
-    out = []
+    cloud, gpu = [], []
     for name in queue:
         assert queue.lock(name)
         text = queue.get(name).decode()
         queue.unlock(name)
         if text.startswith("APEL-cloud-message: v0.4\n"):
             for block in text.split("\n", 1)[1].rstrip("\n").split("\n%%\n"):
-                out.append(dict(line.split(": ", 1) for line in block.split("\n")))
-    return out
+                cloud.append(dict(line.split(": ", 1) for line in block.split("\n")))
+        else:
+            gpu.extend(json.loads(text)["UsageRecords"])
+    return cloud, gpu
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +150,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
             with Store(db) as store:
                 queue = OutgoingQueue(queue_dir) if crash_after is None else CrashingQueue(queue_dir, crash_after)
                 apel.export_cloud(store, queue, CTX, now, size=2, sync_every=1)
+                apel.export_accelerator(store, queue, CTX, now, size=2, sync_every=1)
         except KitError:
             pass
 
@@ -197,7 +201,8 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
     # the queue: after APEL's rule (the latest record of a VMUUID wins) every started allocation has
     # exactly its stored record — none missing, none extra, wall time counted once
     latest: dict[str, dict[str, str]] = {}
-    for record in _cloud_records(queue_dir):
+    cloud_records, gpu_records = _queued_records(queue_dir)
+    for record in cloud_records:
         latest[record["VMUUID"]] = record
     started = {a: u for a, u in stored.items() if u.start is not None}
     assert set(latest) == set(started)
@@ -213,4 +218,13 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
     summary = Summaries().add_all(stored.values(), now)
     total_summary = sum(row[-1] for days in summary.daily.values() for row in days.values())
     assert total_queue == total_store
+    # GPU records: the latest per (allocation, month) add up to each ended GPU allocation's wall time x GPUs
+    months: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for rec in gpu_records:
+        months[(rec["AssociatedRecord"], rec["MeasurementYear"], rec["MeasurementMonth"])] = rec
+    assert {key[0] for key in months} == {a for a, u in started.items() if u.gpu_count}
+    for alloc, usage in started.items():
+        if usage.gpu_count and usage.end is not None:
+            mine = [r for key, r in months.items() if key[0] == alloc]
+            assert sum(r["AvailableDuration"] * r["Count"] for r in mine) == usage.wall_seconds(now) * usage.gpu_count
     assert total_summary == sum(u.wall_seconds(now) for u in started.values())
