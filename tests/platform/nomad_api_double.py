@@ -10,7 +10,9 @@ exercised for real by ansible's uri module:
   double parses the HCL with python-hcl2 and returns ID, Name, Namespace, Region,
   Datacenters, Type and a digest of the spec (what the plan below compares);
 - ``POST /v1/job/<id>/plan`` with ``Diff``: ``Added`` / ``Edited`` / ``None``;
-- ``POST /v1/jobs``: registers the job.
+- ``POST /v1/jobs``: registers the job;
+- ``GET/POST /v1/acl/auth-method[/<name>]``, ``GET /v1/acl/binding-rules``,
+  ``POST /v1/acl/binding-rule`` (the oidc role's OIDC login for operators).
 Every request must carry the expected ``X-Nomad-Token`` (403 otherwise).
 """
 
@@ -33,6 +35,8 @@ class NomadApiDouble:
         self.token = token
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.variables: dict[tuple[str, str], dict[str, str]] = {}
+        self.auth_methods: dict[str, dict[str, Any]] = {}
+        self.binding_rules: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -45,7 +49,8 @@ class NomadApiDouble:
         self.server.shutdown()
 
     def writes(self) -> list[tuple[str, str]]:
-        return [r for r in self.requests if r[0] == "PUT" or r[1] == "/v1/jobs"]
+        return [r for r in self.requests if r[0] == "PUT" or r[1] == "/v1/jobs" or r[1].startswith("/v1/acl/")
+                and r[0] == "POST"]
 
     @staticmethod
     def _parse(hcl: str) -> dict[str, Any]:
@@ -76,6 +81,22 @@ class NomadApiDouble:
             job = body["Job"]
             self.jobs[(job["Namespace"], job["ID"])] = job
             return 200, {"EvalID": "eval-" + job["ID"]}
+        if path.startswith("/v1/acl/auth-method"):
+            name = path[len("/v1/acl/auth-method/"):] if path.startswith("/v1/acl/auth-method/") else None
+            if method == "GET":
+                return (200, self.auth_methods[name]) if name in self.auth_methods else (404, "ACL auth-method not found")
+            if name is None and body["Name"] in self.auth_methods:
+                return 400, "auth method already exists"
+            self.auth_methods[body["Name"]] = body
+            return 200, body
+        if path == "/v1/acl/binding-rules" and method == "GET":
+            wanted = query.get("auth_method", [None])[0]
+            return 200, [r for r in self.binding_rules if wanted in (None, r["AuthMethod"])]
+        if path == "/v1/acl/binding-rule" and method == "POST":
+            if body["AuthMethod"] not in self.auth_methods:
+                return 400, "auth method does not exist"
+            self.binding_rules.append(dict(body, ID=f"rule-{len(self.binding_rules)}"))
+            return 200, self.binding_rules[-1]
         return 404, f"the test double does not implement {method} {path}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

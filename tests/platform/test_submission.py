@@ -54,3 +54,52 @@ def test_submit_is_idempotent_and_keeps_secrets_in_variables(tmp_path: Path) -> 
         assert denied.returncode != 0 and "403" in denied.stdout
     finally:
         nomad.close()
+
+
+def test_oidc_login_and_forward_auth_are_submitted_once(tmp_path: Path) -> None:
+    """With the real OpenID provider as issuer: discovery checked, Nomad auth method and binding rule created."""
+    import os
+    import sys
+
+    import pytest
+
+    from ai4os_kit.paths import ROOT
+
+    sys.path.insert(0, str(ROOT / "tests" / "oidc"))
+    import oidc_op
+
+    missing = oidc_op._node_ready()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"OpenID provider unavailable in CI: {missing}")
+        pytest.skip(f"OpenID provider unavailable: {missing}")
+    ca, cert, key = oidc_op._make_ca(tmp_path)
+    op = oidc_op._start(tmp_path, ca, cert, key)
+    nomad = NomadApiDouble(TOKEN)
+    try:
+        platform_oidc = {"provider": "egi_checkin", "issuer": op.issuer, "operators_group": "urn:x:operators",
+                         "clients": {"papi": "ai4os-papi", "dashboard": "ai4os-dashboard", "nomad": "ai4os-nomad",
+                                     "oauth2_proxy": "ai4os-admin"}}
+        inv = make_inventory(tmp_path, {"ai4os_oidc": platform_oidc, "ai4os_oidc_ca_file": str(ca)}, SECRETS,
+                             gpu_facts=False)
+        extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address,
+                 "platform_job_nomad_token": TOKEN, "platform_job_nomad_ca_cert": "", "platform_job_components": ["oidc"]}
+        first = render(inv, tmp_path / "out", extra)
+        assert first.returncode == 0, first.stdout[-4000:]
+        method = nomad.auth_methods["ai4os-oidc"]
+        assert method["Config"]["OIDCDiscoveryURL"] == op.issuer
+        assert method["Config"]["OIDCClientSecret"] == SECRETS["ai4os_oidc_nomad_client_secret"]
+        assert [r["Selector"] for r in nomad.binding_rules] == ['"urn:x:operators" in list.entitlements']
+        assert nomad.variables[("default", "nomad/jobs/oauth2-proxy")] == {
+            "client_secret": SECRETS["ai4os_oidc_oauth2_proxy_client_secret"],
+            "cookie_secret": SECRETS["ai4os_oidc_oauth2_proxy_cookie_secret"]}
+        assert ("default", "oauth2-proxy") in nomad.jobs
+        assert SECRETS["ai4os_oidc_nomad_client_secret"] not in first.stdout
+        writes = len(nomad.writes())
+        second = render(inv, tmp_path / "out", extra)
+        assert second.returncode == 0 and _changed(second.stdout) == 0, second.stdout[-3000:]
+        assert len(nomad.writes()) == writes
+    finally:
+        nomad.close()
+        op.process.terminate()
+        op.process.wait(timeout=10)
