@@ -22,7 +22,7 @@ import yaml
 
 from ai4os_kit.cloud import checkin, egi_sites
 from ai4os_kit.errors import InputError
-from conftest import CLOUD, lab_site, plan_for
+from cloudbed import CLOUD, lab_site, plan_for
 
 KEYSTONE = "http://127.0.0.1:5000/v3"
 

@@ -13,7 +13,7 @@ import yaml
 from ai4os_kit import ansible_inventory
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
-from conftest import GPUS_ON_HYPERVISOR, plan_for, lab_site
+from cloudbed import GPUS_ON_HYPERVISOR, plan_for, lab_site
 from servers import create_pool_servers, delete_site_servers, wait_for
 
 pytestmark = pytest.mark.integration

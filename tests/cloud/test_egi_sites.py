@@ -11,7 +11,7 @@ import pytest
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import egi_sites
 from ai4os_kit.errors import InputError
-from conftest import write_inventory
+from cloudbed import write_inventory
 
 IFCA = {"name": "ifca", "egi_site": "IFCA-LCG2", "vo": "vo.ai4eosc.eu"}
 

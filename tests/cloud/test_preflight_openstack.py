@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ai4os_kit.cloud import preflight
-from conftest import QUOTA_GIGABYTES, QUOTA_INSTANCES, plan_for, lab_site
+from cloudbed import QUOTA_GIGABYTES, QUOTA_INSTANCES, plan_for, lab_site
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_require_ready_raises_every_failure_as_input_errors(os_env: Path, tmp_pa
 
 def test_check_online_command(os_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ai4os_kit.cli import main
-    from conftest import write_inventory
+    from cloudbed import write_inventory
 
     good = write_inventory(tmp_path / "good", [lab_site()])
     main(["check", "--online", str(good)])
