@@ -97,3 +97,36 @@ def test_anonymous_requests_are_denied(host):
     consul = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {CONSUL_CA} https://127.0.0.1:8501/v1/acl/tokens")
     nomad = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' {NOMAD_CA} https://127.0.0.1:4646/v1/jobs")
     assert consul.stdout == "403" and nomad.stdout == "403"
+
+
+def test_traefik_on_the_ingress_redirects_to_https(host):
+    name, site, role = _node(host)
+    if role != "ingress":
+        return
+    assert host.service("traefik").is_running
+    code = host.run("curl -s -o /dev/null -w '%{http_code}' -H 'Host: app.testbed.ai4os.test' http://127.0.0.1/")
+    assert code.stdout in ("301", "302", "307", "308")
+
+
+def test_traefik_routes_a_service_from_the_consul_catalog(host):
+    checks.require_binary(host, "consul", "2.0.2")
+    name, site, role = _node(host)
+    if role != "ingress":
+        return
+    service = {
+        "Name": "catalog-route",
+        "Address": "127.0.0.1",
+        "Port": 8081,
+        "Tags": ["traefik.enable=true", "traefik.http.routers.catalog-route.rule=Host(`route.testbed.ai4os.test`)",
+                 "traefik.http.routers.catalog-route.tls=true"],
+    }
+    register = host.run(
+        f"curl -sf {CONSUL_CA} -X PUT -H 'X-Consul-Token: {MANAGEMENT_CONSUL}' "
+        f"-d '{json.dumps(service)}' https://127.0.0.1:8501/v1/agent/service/register"
+    )
+    assert register.rc == 0
+    routed = host.run(
+        "for i in $(seq 30); do code=$(curl -sk -o /dev/null -w '%{http_code}' --resolve route.testbed.ai4os.test:443:127.0.0.1 "
+        "https://route.testbed.ai4os.test/api/version); [ \"$code\" = 200 ] && break; sleep 2; done; echo $code"
+    )
+    assert routed.stdout.strip() == "200"
