@@ -35,7 +35,7 @@ def test_preflight_passes_and_reports_every_check(os_env: Path, tmp_path: Path) 
     checks = {f.check for f in findings}
     assert {"flavor server", "flavor gpu", "image", "network", "external network", "key pair",
             "quota instances", "quota cores", "quota ram", "quota volumes", "quota gigabytes",
-            "quota floating_ips"} <= checks
+            "quota floating_ips", "quota ports", "quota security_groups", "quota security_group_rules"} <= checks
     gpu = next(f for f in findings if f.check == "flavor gpu")
     # the smallest GPU flavor that offers one A100, with its PCI alias shown
     assert gpu.detail.startswith("g1.a100.1:") and "pci_passthrough:alias=nvidia-a100:1" in gpu.detail
@@ -132,7 +132,7 @@ def test_check_online_command(os_env: Path, tmp_path: Path, capsys: pytest.Captu
     good = write_inventory(tmp_path / "good", [lab_site()])
     main(["check", "--online", str(good)])
     out = capsys.readouterr().out
-    assert "OK    preflight: 0 failure(s) in 14 check(s)" in out
+    assert "OK    preflight: 0 failure(s) in 17 check(s)" in out
     bad = write_inventory(tmp_path / "bad", [lab_site(image={"name": "no-such-image"})])
     assert main(["check", "--online", str(bad)]) == 1
     out = capsys.readouterr().out

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from ai4os_kit.cloud import preflight
 
-SITE = {"name": "lab", "pools": [
-    {"name": "server", "count": 3, "volume_gb": 0, "floating_ip": False},
-    {"name": "ingress", "count": 1, "volume_gb": 0, "floating_ip": True},
-    {"name": "gpu", "count": 2, "volume_gb": 500, "floating_ip": False},
+SITE = {"name": "lab", "network": {"create": True}, "pools": [
+    {"name": "server", "role": "server", "count": 3, "volume_gb": 0, "floating_ip": False},
+    {"name": "ingress", "role": "ingress", "count": 1, "volume_gb": 0, "floating_ip": True},
+    {"name": "gpu", "role": "gpu", "count": 2, "volume_gb": 500, "floating_ip": False},
 ]}
+SECGROUPS = [{"name": "demo-lab-server", "rules": [{}, {}, {}]}, {"name": "demo-lab-gpu", "rules": [{}]}]
 FLAVORS = {"server": {"vcpus": 2, "ram": 4096}, "ingress": {"vcpus": 2, "ram": 4096},
            "gpu": {"vcpus": 16, "ram": 65536}}
 
 
 def test_plan_needs_sums_every_pool() -> None:
-    assert preflight.plan_needs(SITE, FLAVORS) == {
+    assert preflight.plan_needs(SITE, FLAVORS, SECGROUPS) == {
         "instances": 6, "cores": 3 * 2 + 2 + 2 * 16, "ram": 4 * 4096 + 2 * 65536,
-        "volumes": 2, "gigabytes": 1000, "floating_ips": 1}
+        "volumes": 2, "gigabytes": 1000, "floating_ips": 1, "ports": 6,
+        "server_groups": 1, "server_group_members": 3,          # the servers' anti-affinity group
+        "security_groups": 2, "security_group_rules": 4, "networks": 1, "subnets": 1, "routers": 1}
 
 
 def test_quota_compares_with_free_not_limit() -> None:

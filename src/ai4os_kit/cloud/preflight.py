@@ -20,6 +20,7 @@ from openstack import exceptions as os_exc
 from ai4os_kit.cloud.connect import SITES_FILE, site_connections
 from ai4os_kit.errors import InputError, InputErrors, KitError
 from ai4os_kit.terraform import flavors as flavor_rules
+from ai4os_kit.terraform.render import SERVER_GROUP_POLICY
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 UNLIMITED = -1
@@ -193,13 +194,21 @@ def check_keypair(conn: openstack.connection.Connection, site: Mapping[str, Any]
 
 # ------------------------------------------------------------------ quota
 
-def plan_needs(site: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    """What the site's pools need in total, with the chosen flavors (pool name -> flavor)."""
-    need = {"instances": 0, "cores": 0, "ram": 0, "volumes": 0, "gigabytes": 0, "floating_ips": 0}
+def plan_needs(site: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]],
+               secgroups: Iterable[Mapping[str, Any]] = ()) -> dict[str, int]:
+    """What the site's resources need in total, with the chosen flavors (pool name -> flavor).
+
+    Counts what Terraform's modules create: a server, a port and maybe a data
+    volume and a floating IP per node; a server group per anti-affinity pool;
+    the plan's security groups and rules; network, subnet and router when created.
+    """
+    need = {"instances": 0, "cores": 0, "ram": 0, "volumes": 0, "gigabytes": 0, "floating_ips": 0,
+            "ports": 0, "server_groups": 0, "server_group_members": 0}
     for pool in site["pools"]:
         count = int(pool["count"])
         flavor = chosen.get(pool["name"])
         need["instances"] += count
+        need["ports"] += count
         if flavor:
             need["cores"] += count * int(flavor["vcpus"])
             need["ram"] += count * int(flavor["ram"])
@@ -208,13 +217,22 @@ def plan_needs(site: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]])
             need["gigabytes"] += count * int(pool["volume_gb"])
         if pool["floating_ip"]:
             need["floating_ips"] += count
+        if count > 1 and pool["role"] in SERVER_GROUP_POLICY:
+            need["server_groups"] += 1
+            need["server_group_members"] = max(need["server_group_members"], count)
+    groups = list(secgroups)
+    need["security_groups"] = len(groups)
+    need["security_group_rules"] = sum(len(g["rules"]) for g in groups)
+    created = 1 if site["network"].get("create") else 0
+    need.update(networks=created, subnets=created, routers=created)
     return need
 
 
 def _compute_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int]]:
     a = conn.compute.get_limits().absolute
     return {"instances": (a.instances, a.instances_used), "cores": (a.total_cores, a.total_cores_used),
-            "ram": (a.total_ram, a.total_ram_used)}
+            "ram": (a.total_ram, a.total_ram_used), "server_groups": (a.server_groups, a.server_groups_used),
+            "server_group_members": (a.server_group_members, 0)}
 
 
 def _volume_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int]] | None:
@@ -225,14 +243,22 @@ def _volume_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int
             "gigabytes": (a.max_total_volume_gigabytes, a.total_gigabytes_used)}
 
 
-def _floating_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int]] | None:
+NETWORK_QUOTAS = ("floating_ips", "ports", "security_groups", "security_group_rules", "networks", "subnets", "routers")
+
+
+def _network_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int] | None]:
+    """Neutron's quota details; None for a resource this Neutron does not offer (e.g. no L3: no floating IPs)."""
     quota = conn.network.get_quota(conn.current_project_id, details=True)
-    fips = getattr(quota, "floating_ips", None)
-    if not isinstance(fips, dict):
-        return None
-    return {"floating_ips": (int(fips.get("limit", UNLIMITED)), int(fips.get("used", 0)) + int(fips.get("reserved", 0)))}
+    out: dict[str, tuple[int, int] | None] = {}
+    for name in NETWORK_QUOTAS:
+        value = getattr(quota, name, None)
+        out[name] = ((int(value.get("limit", UNLIMITED)), int(value.get("used", 0)) + int(value.get("reserved", 0)))
+                     if isinstance(value, dict) else None)
+    return out
 
 
+POOL_DRIVEN = {"instances", "cores", "ram", "volumes", "gigabytes", "floating_ips", "ports", "server_groups",
+               "server_group_members"}
 UNITS = {"ram": " MiB", "gigabytes": " GB"}
 
 
@@ -259,8 +285,9 @@ def check_quota(site: Mapping[str, Any], index: int, need: Mapping[str, int],
                                f"the plan needs {wanted}{unit}, the project has {n.free}{unit} free "
                                f"(limit {n.limit}, used {n.used})",
                                f"ask the site to raise the project's {resource} quota to at least "
-                               f"{n.used + wanted}{unit}, or shrink {SITES_FILE} ai4os_sites[{index}].pools "
-                               "(count, flavor, volume_gb)"))
+                               f"{n.used + wanted}{unit}" + (
+                                   f", or shrink {SITES_FILE} ai4os_sites[{index}].pools (count, flavor, volume_gb)"
+                                   if resource in POOL_DRIVEN else ", or free some in the project")))
         else:
             out.append(Finding(site["name"], f"quota {resource}", OK,
                                f"needs {wanted}{unit} of {n.free}{unit} free (limit {n.limit})"))
@@ -269,9 +296,11 @@ def check_quota(site: Mapping[str, Any], index: int, need: Mapping[str, int],
 
 # ------------------------------------------------------------------ per site, whole plan
 
-def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], index: int) -> list[Finding]:
+def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], index: int,
+               plan_secgroups: Mapping[str, list[Mapping[str, Any]]] | None = None) -> list[Finding]:
     """Every check of one site (read-only)."""
     findings: list[Finding] = []
+    plan_secgroups = plan_secgroups or {}
     flavors = list_flavors(conn)
     chosen: dict[str, dict[str, Any]] = {}
     for j, pool in enumerate(site["pools"]):
@@ -286,8 +315,9 @@ def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], i
     findings.append(check_keypair(conn, site, index))
     limits: dict[str, tuple[int, int] | None] = dict(_compute_limits(conn))
     limits.update(_volume_limits(conn) or {"volumes": None, "gigabytes": None})
-    limits.update(_floating_limits(conn) or {"floating_ips": None})
-    findings.extend(check_quota(site, index, plan_needs(site, chosen), limits))
+    limits.update(_network_limits(conn))
+    secgroups = plan_secgroups.get(site["name"], [])
+    findings.extend(check_quota(site, index, plan_needs(site, chosen, secgroups), limits))
     return findings
 
 
@@ -297,7 +327,7 @@ def preflight(plan: Mapping[str, Any], env: Mapping[str, str] | None = None, ver
     with site_connections(plan, env, verify) as sites:
         for i, site, open_connection in sites:
             try:
-                findings.extend(check_site(open_connection(), site, i))
+                findings.extend(check_site(open_connection(), site, i, plan.get("secgroups") or {}))
             except KitError as err:
                 fix = getattr(err, "fix", "") or "check the site's credentials and endpoint"
                 problem = getattr(err, "problem", None) or str(err)
