@@ -1,0 +1,1 @@
+"""The cloud layer: EGI site list, Check-in login, preflight and discovery (openstacksdk)."""
