@@ -171,8 +171,9 @@ def _keystone_error(exc: Exception, site: EgiSite, url: str) -> KitError:
 def _scoped(plugin: v3.BaseAuth, verify: bool | str) -> ScopedToken:
     sess = ks_session.Session(auth=plugin, verify=verify, timeout=TIMEOUT_S)
     access = plugin.get_access(sess)
-    return ScopedToken(token=access.auth_token, project_id=access.project_id or "", user_id=access.user_id,
-                       expires_at=access.expires.isoformat(), auth_url=plugin.auth_url)
+    expires = access.expires.isoformat() if access.expires else ""
+    return ScopedToken(token=str(access.auth_token), project_id=access.project_id or "",
+                       user_id=str(access.user_id), expires_at=expires, auth_url=plugin.auth_url)
 
 
 def _only_project(url: str, token: str, site: EgiSite, vo: str, verify: bool | str) -> str:

@@ -248,7 +248,7 @@ NETWORK_QUOTAS = ("floating_ips", "ports", "security_groups", "security_group_ru
 
 def _network_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int] | None]:
     """Neutron's quota details; None for a resource this Neutron does not offer (e.g. no L3: no floating IPs)."""
-    quota = conn.network.get_quota(conn.current_project_id, details=True)
+    quota = conn.network.get_quota(str(conn.current_project_id), details=True)
     out: dict[str, tuple[int, int] | None] = {}
     for name in NETWORK_QUOTAS:
         value = getattr(quota, name, None)
@@ -314,7 +314,9 @@ def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], i
     findings.extend(check_network(conn, site, index))
     findings.append(check_keypair(conn, site, index))
     limits: dict[str, tuple[int, int] | None] = dict(_compute_limits(conn))
-    limits.update(_volume_limits(conn) or {"volumes": None, "gigabytes": None})
+    volume_limits: dict[str, tuple[int, int] | None] = {"volumes": None, "gigabytes": None}
+    volume_limits.update(_volume_limits(conn) or {})
+    limits.update(volume_limits)
     limits.update(_network_limits(conn))
     secgroups = plan_secgroups.get(site["name"], [])
     findings.extend(check_quota(site, index, plan_needs(site, chosen, secgroups), limits))
