@@ -64,8 +64,8 @@ def strategy_env(strategy: str) -> dict[str, str]:
 class Bed:
     """N fresh test-bed nodes plus the files the plays need."""
 
-    def __init__(self, nodes: int, workdir: Path) -> None:
-        self.name = f"bench-{nodes}"
+    def __init__(self, nodes: int, workdir: Path, strategy: str) -> None:
+        self.name = f"bench-{nodes}-{strategy}"
         self.dir = workdir / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hosts = [f"ai4os-{self.name}-{i}" for i in range(1, nodes + 1)]
@@ -92,7 +92,8 @@ class Bed:
             "traefik_tls_certificate": str(self.dir / "pki" / "site.crt"),
             "traefik_tls_key": str(self.dir / "pki" / "site.key"),
         })
-        hosts = {h: {"ansible_connection": "community.docker.docker", "ansible_python_interpreter": "/usr/bin/python3"}
+        # `docker` (not the FQCN): Mitogen's strategy swaps it for mitogen_docker.
+        hosts = {h: {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"}
                  for h in self.hosts}
         self.inventory.write_text(json.dumps({"all": {"hosts": hosts, "vars": group_vars}}))
         (self.dir / "ansible.cfg").write_text("[defaults]\nforks = 10\ngathering = smart\ninterpreter_python = auto_silent\n")
@@ -107,17 +108,22 @@ class Bed:
             raise RuntimeError(f"{playbook.name} failed ({proc.returncode}): {proc.stdout[-3000:]}{proc.stderr[-2000:]}")
         return seconds, proc.stdout
 
+    def write_nodes(self) -> Path:
+        """An inventory of the bare nodes (the untimed plays use it)."""
+        nodes = self.dir / "nodes.json"
+        hosts = {h: {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"} for h in self.hosts}
+        nodes.write_text(json.dumps({"all": {"hosts": hosts}}))
+        return nodes
+
     def create(self) -> None:
         self.playbook(SHARED / "create.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
 
     def destroy(self) -> None:
-        self.playbook(SHARED / "loop-devices-detach.yml", "linear", "-i", ",".join(self.hosts) + ",",
-                      "-e", "ansible_connection=community.docker.docker")
+        self.playbook(SHARED / "loop-devices-detach.yml", "linear", "-i", str(self.write_nodes()))
         self.playbook(SHARED / "destroy.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
 
     def prepare(self) -> None:
-        self.playbook(ROOT / "benchmarks" / "prepare.yml", "linear", "-i", ",".join(self.hosts) + ",",
-                      "-e", "ansible_connection=community.docker.docker")
+        self.playbook(ROOT / "benchmarks" / "prepare.yml", "linear", "-i", str(self.write_nodes()))
         self.write_inventory()
 
 
@@ -127,7 +133,7 @@ def recap(output: str) -> tuple[int, int]:
 
 
 def measure(strategy: str, nodes: int, workdir: Path) -> list[Run]:
-    bed = Bed(nodes, workdir)
+    bed = Bed(nodes, workdir, strategy)
     bed.create()
     try:
         bed.prepare()
@@ -167,9 +173,11 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ai4os-bench-"))
     runs: list[Run] = []
-    for strategy in args.strategies:
-        for nodes in args.sizes:
+    for nodes in args.sizes:  # both strategies per size, so a cut-short run still compares
+        for strategy in args.strategies:
             runs.extend(measure(strategy, nodes, workdir))
+            if args.json:
+                args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
     print(table(runs))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
