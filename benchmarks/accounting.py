@@ -134,7 +134,7 @@ def main() -> int:
             gpu = apel.export_accelerator(store, queue, CTX, NOW)
             stage(f"APEL GPU: {gpu.records:,} rec/{gpu.messages:,} msg", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()
-            summaries = Summaries().add_all(store.iter_all(), NOW)
+            summaries = Summaries().add_rows(store.iter_summary_rows(), NOW)
             files = write_summaries(summaries, work / "summaries")
             stage(f"PAPI summaries ({len(files)} files)", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()

@@ -185,6 +185,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
 
     with Store(db) as store:
         stored = {u.alloc_id: u for u in store.iter_all()}
+        from_store = Summaries().add_rows(store.iter_summary_rows(), now)
         # not lost: everything a completed run saw is stored, once (the id is the key)
         assert seen <= set(stored) <= set(truth)
         for alloc, usage in stored.items():
@@ -216,6 +217,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
     # (caso reports at least one second of wall time, so an allocation that ended as it started counts 1 s)
     total_store = sum(max(1, u.wall_seconds(now)) for u in started.values() if u.end is not None)
     summary = Summaries().add_all(stored.values(), now)
+    assert (summary.daily, summary.users) == (from_store.daily, from_store.users)
     total_summary = sum(row[-1] for days in summary.daily.values() for row in days.values())
     assert total_queue == total_store
     # GPU records: the latest per (allocation, month) add up to each ended GPU allocation's wall time x GPUs

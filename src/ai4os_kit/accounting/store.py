@@ -18,7 +18,7 @@ from ai4os_kit.accounting.model import GONE, Usage
 from ai4os_kit.accounting.nomad_parse import NodeInfo
 from ai4os_kit.errors import KitError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # rows in insertion order, a unique index on the id: random ids stay cheap to insert
 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
             "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create_time", "start_time",
@@ -26,7 +26,7 @@ _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "data
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS allocations (
-    alloc_id TEXT PRIMARY KEY,
+    alloc_id TEXT NOT NULL UNIQUE,
     namespace TEXT NOT NULL,
     job_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS allocations (
     modify_index INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
     change_seq INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS allocations_change ON allocations(change_seq);
 CREATE INDEX IF NOT EXISTS allocations_open ON allocations(end_time) WHERE end_time IS NULL;
 CREATE TABLE IF NOT EXISTS nodes (
@@ -202,6 +202,14 @@ class Store:
         cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM allocations ORDER BY alloc_id")
         while rows := cur.fetchmany(batch):
             yield from map(_usage, rows)
+
+    def iter_summary_rows(self, batch: int = 10_000) -> Iterator[tuple[object, ...]]:
+        """(namespace, owner, create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs) of every allocation."""
+        cur = self.db.execute("SELECT namespace, owner, create_time, COALESCE(start_time, -1), "
+                              "COALESCE(end_time, -1), cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count "
+                              "FROM allocations")
+        while rows := cur.fetchmany(batch):
+            yield from rows
 
     def iter_between(self, since: int, until: int, batch: int = 10_000) -> Iterator[Usage]:
         """Allocations that ran some time in [since, until)."""

@@ -49,9 +49,16 @@ class Summaries:
         self.users: dict[str, dict[str, list[float]]] = defaultdict(dict)
 
     def add_all(self, usages: Iterable[Usage], now: int) -> "Summaries":
-        chunk: list[Usage] = []
-        for usage in usages:
-            chunk.append(usage)
+        """Add allocations (Usage rows)."""
+        return self.add_rows(((u.namespace, u.owner, u.create, -1 if u.start is None else u.start,
+                               -1 if u.end is None else u.end, u.cpu_millicores, u.cpu_mhz, u.memory_mb,
+                               u.disk_mb, u.gpu_count) for u in usages), now)
+
+    def add_rows(self, rows: Iterable[tuple[Any, ...]], now: int) -> "Summaries":
+        """Add rows shaped like :meth:`Store.iter_summary_rows` (start/end -1 when unknown)."""
+        chunk: list[tuple[Any, ...]] = []
+        for row in rows:
+            chunk.append(row)
             if len(chunk) >= self.CHUNK:
                 self._add_chunk(chunk, now)
                 chunk = []
@@ -59,17 +66,16 @@ class Summaries:
             self._add_chunk(chunk, now)
         return self
 
-    def _add_chunk(self, chunk: list[Usage], now: int) -> None:
-        names = sorted({u.namespace for u in chunk})
+    def _add_chunk(self, chunk: list[tuple[Any, ...]], now: int) -> None:
+        names = sorted({row[0] for row in chunk})
         ns_index = {n: i for i, n in enumerate(names)}
-        ns = np.fromiter((ns_index[u.namespace] for u in chunk), np.int64, len(chunk))
-        create = np.fromiter((u.create for u in chunk), np.int64, len(chunk))
-        started = np.fromiter((u.start is not None for u in chunk), bool, len(chunk))
-        start = np.fromiter((u.start if u.start is not None else 0 for u in chunk), np.int64, len(chunk))
-        end = np.fromiter((u.end if u.end is not None else now for u in chunk), np.int64, len(chunk))
-        end = np.minimum(end, now)
-        amounts = np.array([(u.cpu_millicores / 1000, u.cpu_mhz, u.memory_mb, u.disk_mb, u.gpu_count)
-                            for u in chunk], dtype=np.float64).reshape(len(chunk), len(RESOURCES))
+        ns = np.fromiter((ns_index[row[0]] for row in chunk), np.int64, len(chunk))
+        numbers = np.array([row[2:] for row in chunk], dtype=np.int64).reshape(len(chunk), 8)
+        create, start, end = numbers[:, 0], numbers[:, 1], numbers[:, 2]
+        started = start >= 0
+        end = np.minimum(np.where(end >= 0, end, now), now)
+        amounts = numbers[:, 3:].astype(np.float64)
+        amounts[:, 0] /= 1000  # millicores -> cores
         # queued: created until started (or until it ended / now, if it never started)
         queued_end = np.minimum(np.where(started, start, end), now)
         self._daily(names, ns, create, queued_end, None, len(RESOURCES))
@@ -78,7 +84,7 @@ class Summaries:
         # per owner: resource-seconds over the whole life
         secs = (np.maximum(run_end - start, 0) * started).astype(np.float64)
         owners: dict[tuple[str, str], int] = {}
-        codes = np.fromiter((owners.setdefault((u.namespace, u.owner or NO_OWNER), len(owners)) for u in chunk),
+        codes = np.fromiter((owners.setdefault((row[0], row[1] or NO_OWNER), len(owners)) for row in chunk),
                             np.int64, len(chunk))
         totals = [np.bincount(codes, weights=amounts[:, j] * secs, minlength=len(owners))
                   for j in range(len(RESOURCES))]
