@@ -17,7 +17,7 @@ import pytest
 from .molecule_runner import docker_problem, run_scenario
 
 # Sequential on purpose (2-core CI machines); the order puts cheap ones first.
-SCENARIOS = ["base", "artifacts"]
+SCENARIOS = ["base", "artifacts", "consul", "nomad"]
 
 pytestmark = pytest.mark.integration
 
