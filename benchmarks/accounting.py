@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.nomad_parse import NodeInfo, parse_allocation
-from ai4os_kit.accounting.report import month_rows, write_report
+from ai4os_kit.accounting.report import rows_from_totals, write_report
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
 from ai4os_kit.accounting.summary import Summaries, write_summaries
@@ -139,7 +139,7 @@ def main() -> int:
             stage(f"PAPI summaries ({len(files)} files)", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()
             lo, hi = month_bounds(2026, 2)
-            rows = month_rows(store.iter_between(lo, hi), CTX, 2026, 2, NOW)
+            rows = rows_from_totals(store.month_totals(lo, hi, NOW), CTX)
             write_report(rows, work / "reports", 2026, 2)
             stage("monthly report 2026-02 (+PNG)", t0, c0)
         wall = sum(v for k, v in times.items() if k != "parse")

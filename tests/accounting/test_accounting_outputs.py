@@ -20,7 +20,8 @@ from test_accounting_apel import make_cert, read_queue
 from ai4os_kit.accounting.apel import ExportContext
 from ai4os_kit.accounting.config import load_config
 from ai4os_kit.accounting.model import Usage
-from ai4os_kit.accounting.report import month_rows, write_report
+from ai4os_kit.accounting.report import month_rows, rows_from_totals, write_report
+from ai4os_kit.accounting.timeslices import month_bounds
 from ai4os_kit.accounting.store import Store
 from ai4os_kit.accounting.summary import Summaries, write_summaries
 from ai4os_kit.cli import main
@@ -81,6 +82,11 @@ def test_monthly_report_with_plot(tmp_path: Path) -> None:
         ("vo.imagine-ai.eu", "cesnet", 1, 2 * 62, 62),
     ]
     assert month_rows(HISTORY, CTX, 2026, 2, now) == []  # queued time is no usage
+    with Store(tmp_path / "acct.sqlite") as store:  # the SQL aggregation the CLI uses gives the same rows
+        store.upsert(HISTORY, now)
+        for mon in (2, 3, 4):
+            lo, hi = month_bounds(2026, mon)
+            assert rows_from_totals(store.month_totals(lo, hi, now), CTX) == month_rows(HISTORY, CTX, 2026, mon, now)
     csv_path, md_path, png_path = write_report(rows, tmp_path, 2026, 3)
     assert csv_path.read_text().splitlines()[1] == "vo.ai4eosc.eu,IFCA-LCG2,2,264.00,96.00"
     assert "| **total** | | 3 | 388.00 | 158.00 |" in md_path.read_text()

@@ -82,7 +82,7 @@ def _month(text: str) -> tuple[int, int]:
 
 
 def _report(cfg: Any, month: str, out: Path | None) -> int:
-    from ai4os_kit.accounting.report import month_rows, write_report
+    from ai4os_kit.accounting.report import rows_from_totals, write_report
     from ai4os_kit.accounting.store import Store
     from ai4os_kit.accounting.timeslices import month_bounds
 
@@ -90,7 +90,7 @@ def _report(cfg: Any, month: str, out: Path | None) -> int:
     lo, hi = month_bounds(year, mon)
     now = int(time.time())
     with Store(cfg.store) as store:
-        rows = month_rows(store.iter_between(lo, hi), cfg.export, year, mon, now)
+        rows = rows_from_totals(store.month_totals(lo, hi, now), cfg.export)
     paths = write_report(rows, out or cfg.reports_dir, year, mon)
     print(f"report {year:04d}-{mon:02d}: {len(rows)} VO/site row(s); wrote " + ", ".join(map(str, paths)))
     return 0

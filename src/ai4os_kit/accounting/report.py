@@ -27,23 +27,42 @@ class ReportRow:
     gpu_hours: float
 
 
-def month_rows(usages: Iterable[Usage], ctx: ExportContext, year: int, month: int, now: int) -> list[ReportRow]:
-    """Hours used inside the month, per (VO, site); the site is the APEL SiteName, else the datacenter."""
+Totals = dict[tuple[str, str], list[float]]  # (namespace, datacenter) -> [allocations, core-seconds, GPU-seconds]
+
+
+def month_totals(usages: Iterable[Usage], year: int, month: int, now: int) -> Totals:
+    """Allocations, core-seconds and GPU-seconds inside the month, per (namespace, datacenter)."""
     lo, hi = month_bounds(year, month)
-    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    acc: Totals = defaultdict(lambda: [0, 0.0, 0.0])
     for u in usages:
         if u.start is None:
             continue
         secs = overlap(u.start, u.end if u.end is not None else now, lo, min(hi, now))
         if secs <= 0:
             continue
-        vo = ctx.vos.get(u.namespace, ctx.default_vo) or f"{UNMAPPED}: {u.namespace}"
-        site = ctx.site_names.get(u.datacenter or "", u.datacenter or "unknown")
-        row = acc[(vo, site)]
+        row = acc[(u.namespace, u.datacenter or "")]
         row[0] += 1
-        row[1] += u.cpu_millicores / 1000 * secs / 3600
-        row[2] += u.gpu_count * secs / 3600
+        row[1] += u.cpu_millicores / 1000 * secs
+        row[2] += u.gpu_count * secs
+    return acc
+
+
+def rows_from_totals(totals: Totals, ctx: ExportContext) -> list[ReportRow]:
+    """Hours per (VO, site); the site is the APEL SiteName, else the datacenter."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for (namespace, datacenter), (count, core_secs, gpu_secs) in totals.items():
+        vo = ctx.vos.get(namespace, ctx.default_vo) or f"{UNMAPPED}: {namespace}"
+        site = ctx.site_names.get(datacenter, datacenter or "unknown")
+        row = acc[(vo, site)]
+        row[0] += count
+        row[1] += core_secs / 3600
+        row[2] += gpu_secs / 3600
     return [ReportRow(vo, site, int(v[0]), round(v[1], 2), round(v[2], 2)) for (vo, site), v in sorted(acc.items())]
+
+
+def month_rows(usages: Iterable[Usage], ctx: ExportContext, year: int, month: int, now: int) -> list[ReportRow]:
+    """Hours used inside the month, per (VO, site)."""
+    return rows_from_totals(month_totals(usages, year, month, now), ctx)
 
 
 def _plot(rows: list[ReportRow], title: str, path: Path) -> None:

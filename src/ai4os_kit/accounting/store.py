@@ -211,13 +211,15 @@ class Store:
         while rows := cur.fetchmany(batch):
             yield from rows
 
-    def iter_between(self, since: int, until: int, batch: int = 10_000) -> Iterator[Usage]:
-        """Allocations that ran some time in [since, until)."""
-        cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM allocations WHERE start_time IS NOT NULL "
-                              "AND start_time < ? AND (end_time IS NULL OR end_time > ?) ORDER BY alloc_id",
-                              (until, since))
-        while rows := cur.fetchmany(batch):
-            yield from map(_usage, rows)
+    def month_totals(self, lo: int, hi: int, now: int) -> dict[tuple[str, str], list[float]]:
+        """Allocations, core-seconds and GPU-seconds inside [lo, hi) per (namespace, datacenter), in SQL."""
+        cur = self.db.execute(
+            "SELECT namespace, COALESCE(datacenter, ''), COUNT(*), SUM(cpu_millicores * secs) / 1000.0, "
+            "SUM(gpu_count * secs) FROM (SELECT namespace, datacenter, cpu_millicores, gpu_count, "
+            "MIN(COALESCE(end_time, :now), :hi, :now) - MAX(start_time, :lo) AS secs FROM allocations "
+            "WHERE start_time IS NOT NULL AND start_time < :hi AND (end_time IS NULL OR end_time > :lo)) "
+            "WHERE secs > 0 GROUP BY 1, 2", {"lo": lo, "hi": hi, "now": now})
+        return {(ns, dc): [count, core, gpu] for ns, dc, count, core, gpu in cur}
 
     def iter_for_export(self, cursor: int, batch: int = 10_000, gpu_only: bool = False) -> Iterator[tuple[int, Usage]]:
         """(change_seq, usage) of started allocations changed after ``cursor`` or still running, by change_seq."""
