@@ -90,7 +90,11 @@ def _online(plan: dict[str, Any], args: argparse.Namespace) -> int:
             raise
         ran += 1
         check: Callable[..., Any] = getattr(module, func)
-        result = check(plan, args)
+        try:
+            result = check(plan, args)
+        except KitError as err:  # one failing area must not hide the others' results
+            result = [f"FAIL {module_name.rsplit('.', 1)[-1]}: {line}" for line in str(err).splitlines()[:1]] + \
+                     [f"  {line}" for line in str(err).splitlines()[1:]]
         for line in result or []:
             _say(line)
             failed += line.startswith("FAIL")

@@ -81,6 +81,8 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
                 "namespace": ",".join(namespaces),
                 "domain": domain,
                 "status": "test",
+                # PAPI's user-job templates constrain on meta.compute
+                "compute": "true" if NODE_TYPE[role] == "compute" else "false",
             }
             nodes.append({
                 "name": name,

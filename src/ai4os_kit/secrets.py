@@ -7,6 +7,7 @@ secrets.yml (ansible-vault encrypted) holds:
   ai4os_secret_nomad_bootstrap_token  Nomad ACL bootstrap (management) token (UUID)
   ai4os_secret_ca_key                 platform CA private key (PEM, EC P-256)
   ai4os_secret_ca_cert                platform CA certificate (PEM, 10 years)
+  ai4os_oidc_oauth2_proxy_cookie_secret  cookie secret of the forward-auth proxy (32 characters)
 Operator-supplied secrets (OIDC client secrets, ...) are kept as they are.
 """
 
@@ -68,7 +69,12 @@ def _ca_pair(platform_name: str) -> tuple[str, str]:
     return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _cookie_secret(_: str) -> str:
+    return base64.urlsafe_b64encode(os.urandom(24)).decode()  # 32 characters, as oauth2-proxy wants
+
+
 GENERATED: dict[str, Callable[[str], str]] = {
+    "ai4os_oidc_oauth2_proxy_cookie_secret": _cookie_secret,
     "ai4os_secret_consul_gossip_key": _gossip_key,
     "ai4os_secret_nomad_gossip_key": _gossip_key,
     "ai4os_secret_consul_bootstrap_token": _token,
