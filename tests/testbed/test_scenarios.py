@@ -14,10 +14,10 @@ import os
 
 import pytest
 
-from .molecule_runner import docker_problem, run_scenario
+from molecule_runner import docker_problem, run_scenario
 
 # Sequential on purpose (2-core CI machines); the order puts cheap ones first.
-SCENARIOS = ["base", "artifacts", "consul", "nomad"]
+SCENARIOS = ["preflight", "base", "artifacts", "volumes", "docker", "traefik"]
 
 pytestmark = pytest.mark.integration
 
