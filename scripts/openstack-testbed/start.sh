@@ -249,7 +249,9 @@ if [[ ! -f $STATE/.db-synced || $(cat "$STATE/.db-synced") != "$sync_stamp" ]]; 
     sync_nova() {
         "${NOVA_MANAGE[@]}" api_db sync
         "${NOVA_MANAGE[@]}" cell_v2 map_cell0 --database_connection "$(db_url nova_cell0)"
-        "${NOVA_MANAGE[@]}" cell_v2 list_cells | grep -q ' cell1 ' ||
+        local cells
+        cells=$("${NOVA_MANAGE[@]}" cell_v2 list_cells)  # not piped into grep -q: SIGPIPE would fail it
+        grep -q ' cell1 ' <<<"$cells" ||
             "${NOVA_MANAGE[@]}" cell_v2 create_cell --name cell1 \
                 --database_connection "$(db_url nova)" --transport-url "$(transport_url)"
         "${NOVA_MANAGE[@]}" db sync

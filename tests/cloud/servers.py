@@ -59,8 +59,9 @@ def _image_id(conn: Any, image: Mapping[str, Any]) -> str:
 
 
 def create_pool_servers(conn: Any, plan: Mapping[str, Any], site: Mapping[str, Any], *,
-                        pools: list[str] | None = None, wait: bool = True) -> dict[str, Any]:
-    """Servers for the site's pools (all, or the named ones); node name -> server."""
+                        pools: list[str] | None = None, nodes: list[str] | None = None,
+                        wait: bool = True) -> dict[str, Any]:
+    """Servers for the site's pools (all, or the named pools / nodes); node name -> server."""
     args = site_arguments(plan, site)
     network = conn.network.find_network(args["network"]["existing"], ignore_missing=False)
     external = next(iter(conn.network.networks(is_router_external=True)))
@@ -71,6 +72,8 @@ def create_pool_servers(conn: Any, plan: Mapping[str, Any], site: Mapping[str, A
             continue
         flavor_id = _flavor_id(conn, pool["flavor"])
         for node_name, node in pool["nodes"].items():
+            if nodes is not None and node_name not in nodes:
+                continue
             port = conn.network.create_port(network_id=network.id, name=f"{node_name}-port")
             server = conn.compute.create_server(
                 name=node_name, flavor_id=flavor_id, image_id=image_id, key_name=args["ssh"]["key_name"],

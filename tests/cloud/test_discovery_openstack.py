@@ -14,7 +14,7 @@ from ai4os_kit import ansible_inventory
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
 from cloudbed import GPUS_ON_HYPERVISOR, plan_for, lab_site
-from servers import create_pool_servers, delete_site_servers, wait_for
+from servers import create_pool_servers, delete_site_servers
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +104,10 @@ def test_gpu_flavor_schedules_and_one_gpu_too_many_fails(member_conn: Any, site_
                            "accelerator": {"type": "GPU", "number": 1, "vendor": "NVIDIA", "model": "A100"}}}
     plan = plan_for(tmp_path, [lab_site(site_name, pools=lab_site()["pools"][:2] + [gpu_pool])])
     site = plan["sites"][0]
-    servers = create_pool_servers(member_conn, plan, site, pools=["gpu"], wait=False)
-    names = sorted(servers)
-    first = [wait_for(member_conn, servers[n]) for n in names[:GPUS_ON_HYPERVISOR]]
-    assert [s.status for s in first] == ["ACTIVE"] * GPUS_ON_HYPERVISOR, [s.fault for s in first]
-    extra = wait_for(member_conn, servers[names[-1]])
+    names = next(p["nodes"] for p in site["pools"] if p["name"] == "gpu")
+    # one after the other, as the scheduler sees them: the hypervisor's GPUs fill up, then nothing fits
+    first = create_pool_servers(member_conn, plan, site, nodes=names[:GPUS_ON_HYPERVISOR])
+    assert [s.status for s in first.values()] == ["ACTIVE"] * GPUS_ON_HYPERVISOR, [s.fault for s in first.values()]
+    extra = create_pool_servers(member_conn, plan, site, nodes=names[-1:])[names[-1]]
     assert extra.status == "ERROR"
     assert "No valid host was found" in (extra.fault or {}).get("message", "")

@@ -6,12 +6,14 @@ match; this one reports GPU_COUNT type-PCI devices with NVIDIA's vendor id
 scheduled by the PciPassthroughFilter exactly as on a GPU hypervisor: servers
 go ACTIVE while GPUs are free and fail with "No valid host" after that.
 Nova loads virt drivers only from ``nova.virt``, so the test-bed's install
-script places a one-line module there that imports this class.
+script places a one-line module there that imports this class. The node keeps
+one identity across restarts (<state_path>/compute_id).
 """
 
 from oslo_serialization import jsonutils
 
 from nova.virt import fake
+from nova.virt import node as virt_node
 
 GPU_VENDOR_ID = "10de"      # NVIDIA
 GPU_PRODUCT_ID = "20b5"     # A100 80GB PCIe
@@ -44,5 +46,9 @@ class FakeGpuDriver(fake.FakeDriver):
     def get_available_resource(self, nodename):
         status = super().get_available_resource(nodename)
         if status:
+            # The fake driver's node uuid is random per process; nova-compute then
+            # refuses to restart ("No local node identity found"). Use the node
+            # identity nova keeps in <state_path>/compute_id, as real drivers do.
+            status["uuid"] = virt_node.get_local_node_uuid()
             status["pci_passthrough_devices"] = jsonutils.dumps(self.gpu_devices())
         return status
