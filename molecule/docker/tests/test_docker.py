@@ -32,9 +32,13 @@ def test_engine_runs_a_container(host):
 
 
 def test_data_root_on_the_data_volume(host):
-    assert host.check_output("findmnt -n -o TARGET --target /data/docker") == "/data"
+    # dockerd may bind-mount its root onto itself; what counts is the device under it.
+    data_device = host.file("/etc/ai4os-testbed/loop-data").content_string.strip()
+    assert host.check_output("df --output=source /data/docker | tail -n 1") == data_device
 
 
 def test_nomad_storage_shared_propagation(host):
     assert host.service("ai4os-nomad-storage").is_enabled
-    assert host.check_output("findmnt -n -o PROPAGATION --mountpoint /nomad-storage") == "shared"
+    # "shared" on a host; "shared,slave" inside a container (the node's root is a slave of the host's).
+    propagation = host.check_output("findmnt -n -o PROPAGATION --mountpoint /nomad-storage").split(",")
+    assert "shared" in propagation

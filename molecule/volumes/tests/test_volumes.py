@@ -33,3 +33,11 @@ def test_volume_is_writable(host):
 def test_refused_disks_were_not_mounted(host):
     assert not host.mount_point("/data-ext4").exists
     assert not host.mount_point("/data-missing").exists
+
+
+def test_failed_quota_mount_left_no_fstab_entry(host):
+    # Where pquota could not be mounted (this kernel) the role removed its fstab line again.
+    if host.mount_point("/data-quota").exists:
+        assert "prjquota" in host.mount_point("/data-quota").options
+    else:
+        assert "/data-quota" not in host.file("/etc/fstab").content_string
