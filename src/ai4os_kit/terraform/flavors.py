@@ -129,13 +129,14 @@ def flavor_dicts(conn: Any) -> list[dict[str, Any]]:
 def list_flavors(cloud: str, clouds_file: Path) -> list[dict[str, Any]]:
     """Every flavor the project of ``cloud`` (in ``clouds_file``) sees, with extra specs."""
     import openstack
+    from keystoneauth1 import exceptions as ks_exc
     from openstack import exceptions as os_exc
     from openstack.config import loader
 
     try:
         config = loader.OpenStackConfig(config_files=[str(clouds_file)]).get_one(cloud=cloud)
         return flavor_dicts(openstack.connection.Connection(config=config))
-    except (os_exc.SDKException, OSError) as exc:
+    except (os_exc.SDKException, ks_exc.ClientException, OSError) as exc:  # unreachable cloud: no traceback
         raise KitError(f"cannot list the flavors of cloud '{cloud}': {exc}") from None
 
 
