@@ -185,9 +185,6 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
     inv = _load(args.inventory)
     created, kept = secrets.ensure_secrets(inv.path, inv.platform["ai4os_platform_name"], rotate=args.rotate)
-    link = inv.path / "group_vars" / "all" / "secrets.yml"
-    if link.parent.is_dir() and not link.exists() and not link.is_symlink():
-        link.symlink_to(Path("..") / ".." / "secrets.yml")
     for key in created:
         _say(f"generated {key}")
     if kept:

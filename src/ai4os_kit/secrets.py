@@ -142,8 +142,18 @@ def password_file(inventory: Path, create: bool) -> tuple[Path, bool]:
     return pw, True
 
 
+def link_into_group_vars(inventory: Path) -> None:
+    """Make secrets.yml visible to Ansible as group_vars/all/secrets.yml (a relative symlink), once."""
+    link = inventory / "group_vars" / "all" / SECRETS_FILE
+    if link.parent.is_dir() and not link.is_symlink() and not link.exists():
+        link.symlink_to(Path("..") / ".." / SECRETS_FILE)
+
+
 def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = None) -> tuple[list[str], list[str]]:
-    """Generate missing secrets (and the one named by ``rotate``); return (created, kept)."""
+    """Generate missing secrets (and the one named by ``rotate``); return (created, kept).
+
+    secrets.yml is also linked into group_vars/all so playbooks read it.
+    """
     if rotate is not None and rotate not in ROTATABLE:
         raise InputError("command line", "--rotate", f"'{rotate}' is not a generated secret",
                          f"use one of: {', '.join(ROTATABLE)}")
@@ -169,4 +179,5 @@ def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = Non
             tmp.replace(file)
         except OSError as exc:
             raise KitError(f"{file}: cannot be written: {exc}") from None
+    link_into_group_vars(inventory)
     return created, kept

@@ -108,9 +108,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     created, _ = secrets.ensure_secrets(inv.path, plan["platform"]["name"])
     if created:
         print(f"generated {len(created)} secret(s) in {inv.secrets_file}")
-    link = inv.path / "group_vars" / "all" / "secrets.yml"
-    if link.parent.is_dir() and not link.exists():
-        link.symlink_to(Path("..") / ".." / "secrets.yml")
     ansible_inventory.write(inv.path, ansible_inventory.render(plan))
     pw_file, _ = secrets.password_file(inv.path, create=False)
     env = _env(f"platform-{plan['platform']['name']}", pw_file.resolve())
