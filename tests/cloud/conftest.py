@@ -9,6 +9,7 @@ are skipped locally with the reason.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,23 @@ def admin_conn(testbed: Path) -> Iterator[Any]:
         config=loader.OpenStackConfig(config_files=[str(testbed)]).get_one(cloud=f"{CLOUD}-admin"))
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def member_conn(os_env: Path) -> Iterator[Any]:
+    """The member user's connection (what the kit itself uses)."""
+    import openstack
+
+    conn = openstack.connect(cloud=CLOUD)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def site_name(member_conn: Any) -> Iterator[str]:
+    """A site name unique per test (servers of other tests never mix in); its servers are removed after."""
+    from servers import delete_site_servers
+
+    name = f"t{secrets.token_hex(3)}"
+    yield name
+    delete_site_servers(member_conn, name)

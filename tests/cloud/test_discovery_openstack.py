@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +12,9 @@ from ai4os_kit import ansible_inventory
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
 from cloudbed import GPUS_ON_HYPERVISOR, plan_for, lab_site
-from servers import create_pool_servers, delete_site_servers
+from servers import create_pool_servers
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def member_conn(os_env: Path) -> Iterator[Any]:
-    import openstack
-
-    conn = openstack.connect(cloud="ai4os-testbed")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def site_name(member_conn: Any) -> Iterator[str]:
-    name = f"t{secrets.token_hex(3)}"  # unique per run: servers of other runs never mix in
-    yield name
-    delete_site_servers(member_conn, name)
 
 
 def expected_addresses(conn: Any, plan: dict[str, Any], site: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -41,3 +41,19 @@ def test_report_puts_the_fix_under_each_failure() -> None:
     assert lines[1].startswith("FAIL  lab  image") and lines[2].strip() == "fix: sites.yml ai4os_sites[0].image: pick one"
     assert lines[-1] == "FAIL  preflight: 1 failure(s) in 2 check(s)"
     assert preflight.render([]) == ["OK    (no cloud sites: nothing to check online)"]
+
+
+def test_what_exists_already_is_not_needed_again() -> None:
+    present = preflight.Present(servers={"server": 3, "gpu": 1}, secgroups=frozenset({"demo-lab-server"}),
+                                network=True)
+    need = preflight.plan_needs(SITE, FLAVORS, SECGROUPS, present)
+    assert need == {
+        "instances": 2, "cores": 2 + 16, "ram": 4096 + 65536,   # the ingress and the second GPU node
+        "volumes": 1, "gigabytes": 500, "floating_ips": 1, "ports": 2,
+        "server_groups": 0, "server_group_members": 3,           # the group exists with its servers
+        "security_groups": 1, "security_group_rules": 1, "networks": 0, "subnets": 0, "routers": 0}
+
+
+def test_more_present_than_planned_needs_nothing_negative() -> None:
+    need = preflight.plan_needs(SITE, FLAVORS, [], preflight.Present(servers={"server": 5}))
+    assert need["instances"] == 3 and min(need.values()) >= 0

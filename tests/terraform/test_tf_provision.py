@@ -4,7 +4,8 @@ The OpenStack provider and the sites' Keystones cannot be reached from the
 test machines, so two steps are replaced, and only those: the root's site
 module is the TEST DOUBLE from tfharness.fake_site_module (real site
 variables and validations, real inventory module, terraform_data instead of
-servers), and credentials are not refreshed. The plan, the rendered root's
+servers), credentials are not refreshed and the cloud preflight is skipped
+(it runs against the local OpenStack in tests/cloud/test_provision_preflight.py). The plan, the rendered root's
 arguments, the runner, Terraform itself, the `inventory` output and
 hosts.yml are all real.
 """
@@ -39,7 +40,7 @@ def _double_steps(fake: Path, plan_override: Any = None) -> provision.Steps:
         return plan_override(plan) if plan_override else plan
 
     return provision.Steps(load_plan=load, prepare_root=prepare, credentials=lambda plan, directory: {},
-                           flavors=lambda plan, env: {})
+                           flavors=lambda plan, env: {}, preflight=lambda plan, env, echo: None)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ report table; every failure says what to change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openstack
@@ -194,18 +194,38 @@ def check_keypair(conn: openstack.connection.Connection, site: Mapping[str, Any]
 
 # ------------------------------------------------------------------ quota
 
+@dataclass(frozen=True)
+class Present:
+    """What of a site's plan already exists in the project (a re-provision, or a grown plan).
+
+    Those resources are already in the quota's `used`, so the plan only needs
+    the rest: counting them again would fail every re-run of `provision`.
+    """
+
+    servers: Mapping[str, int] = field(default_factory=dict)  # pool name -> servers of the plan present
+    secgroups: frozenset[str] = frozenset()
+    network: bool = False
+
+
 def plan_needs(site: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]],
-               secgroups: Iterable[Mapping[str, Any]] = ()) -> dict[str, int]:
-    """What the site's resources need in total, with the chosen flavors (pool name -> flavor).
+               secgroups: Iterable[Mapping[str, Any]] = (), present: Present | None = None) -> dict[str, int]:
+    """What the site's resources still need, with the chosen flavors (pool name -> flavor).
 
     Counts what Terraform's modules create: a server, a port and maybe a data
     volume and a floating IP per node; a server group per anti-affinity pool;
     the plan's security groups and rules; network, subnet and router when created.
+    Whatever ``present`` says exists already is not counted again.
     """
+    present = present or Present()
     need = {"instances": 0, "cores": 0, "ram": 0, "volumes": 0, "gigabytes": 0, "floating_ips": 0,
             "ports": 0, "server_groups": 0, "server_group_members": 0}
     for pool in site["pools"]:
-        count = int(pool["count"])
+        there = min(int(present.servers.get(pool["name"], 0)), int(pool["count"]))
+        count = int(pool["count"]) - there
+        if count > 0 and there == 0 and int(pool["count"]) > 1 and pool["role"] in SERVER_GROUP_POLICY:
+            need["server_groups"] += 1
+        if int(pool["count"]) > 1 and pool["role"] in SERVER_GROUP_POLICY:
+            need["server_group_members"] = max(need["server_group_members"], int(pool["count"]))
         flavor = chosen.get(pool["name"])
         need["instances"] += count
         need["ports"] += count
@@ -217,15 +237,38 @@ def plan_needs(site: Mapping[str, Any], chosen: Mapping[str, Mapping[str, Any]],
             need["gigabytes"] += count * int(pool["volume_gb"])
         if pool["floating_ip"]:
             need["floating_ips"] += count
-        if count > 1 and pool["role"] in SERVER_GROUP_POLICY:
-            need["server_groups"] += 1
-            need["server_group_members"] = max(need["server_group_members"], count)
-    groups = list(secgroups)
+    groups = [g for g in secgroups if g["name"] not in present.secgroups]
     need["security_groups"] = len(groups)
     need["security_group_rules"] = sum(len(g["rules"]) for g in groups)
-    created = 1 if site["network"].get("create") else 0
+    created = 1 if site["network"].get("create") and not present.network else 0
     need.update(networks=created, subnets=created, routers=created)
     return need
+
+
+def find_present(conn: openstack.connection.Connection, site: Mapping[str, Any], platform: str,
+                 secgroups: Iterable[Mapping[str, Any]] = ()) -> Present:
+    """The site's resources of this plan that the project already has.
+
+    Servers count when their metadata names this platform, site and a pool
+    of the plan, and their name is one of that pool's nodes (what node_pool
+    creates); security groups and the network by the names the site module gives.
+    """
+    from ai4os_kit.cloud.discovery import META_PLATFORM, META_POOL, META_SITE  # noqa: PLC0415 (import cycle)
+
+    members = {pool["name"]: set(pool.get("nodes") or ()) for pool in site["pools"]}
+    servers: dict[str, int] = {}
+    for server in conn.compute.servers():
+        meta = dict(server.metadata or {})
+        pool = meta.get(META_POOL)
+        if meta.get(META_PLATFORM) == platform and meta.get(META_SITE) == site["name"] and \
+                server.name in members.get(pool, ()):
+            servers[pool] = servers.get(pool, 0) + 1
+    wanted = {g["name"] for g in secgroups}
+    project = conn.current_project_id
+    have = {g.name for g in conn.network.security_groups(project_id=project)} & wanted if wanted else set()
+    network = bool(site["network"].get("create")) and \
+        conn.network.find_network(f"{platform}-{site['name']}", ignore_missing=True) is not None
+    return Present(servers, frozenset(have), network)
 
 
 def _compute_limits(conn: openstack.connection.Connection) -> dict[str, tuple[int, int]]:
@@ -297,8 +340,9 @@ def check_quota(site: Mapping[str, Any], index: int, need: Mapping[str, int],
 # ------------------------------------------------------------------ per site, whole plan
 
 def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], index: int,
-               plan_secgroups: Mapping[str, list[Mapping[str, Any]]] | None = None) -> list[Finding]:
-    """Every check of one site (read-only)."""
+               plan_secgroups: Mapping[str, list[Mapping[str, Any]]] | None = None,
+               platform: str | None = None) -> list[Finding]:
+    """Every check of one site (read-only); with ``platform``, what of it exists already is not counted twice."""
     findings: list[Finding] = []
     plan_secgroups = plan_secgroups or {}
     flavors = list_flavors(conn)
@@ -319,7 +363,12 @@ def check_site(conn: openstack.connection.Connection, site: Mapping[str, Any], i
     limits.update(volume_limits)
     limits.update(_network_limits(conn))
     secgroups = plan_secgroups.get(site["name"], [])
-    findings.extend(check_quota(site, index, plan_needs(site, chosen, secgroups), limits))
+    present = find_present(conn, site, platform, secgroups) if platform else Present()
+    if present.servers:
+        findings.append(Finding(site["name"], "present", OK,
+                                f"{sum(present.servers.values())} server(s) of this plan exist already "
+                                "(not counted again against the quota)"))
+    findings.extend(check_quota(site, index, plan_needs(site, chosen, secgroups, present), limits))
     return findings
 
 
@@ -329,7 +378,8 @@ def preflight(plan: Mapping[str, Any], env: Mapping[str, str] | None = None, ver
     with site_connections(plan, env, verify) as sites:
         for i, site, open_connection in sites:
             try:
-                findings.extend(check_site(open_connection(), site, i, plan.get("secgroups") or {}))
+                findings.extend(check_site(open_connection(), site, i, plan.get("secgroups") or {},
+                                           plan["platform"]["name"]))
             except KitError as err:
                 fix = getattr(err, "fix", "") or "check the site's credentials and endpoint"
                 problem = getattr(err, "problem", None) or str(err)

@@ -31,6 +31,7 @@ LoadPlan = Callable[[Path], dict[str, Any]]
 PrepareRoot = Callable[[Mapping[str, Any], Path, FlavorIds], None]
 Credentials = Callable[[Mapping[str, Any], Path], dict[str, str]]
 ResolveFlavors = Callable[[Mapping[str, Any], Mapping[str, str]], FlavorIds]
+Preflight = Callable[[Mapping[str, Any], Mapping[str, str], Echo], None]
 
 
 def root_dir(inventory: Path) -> Path:
@@ -70,6 +71,17 @@ def prepare_root(plan: Mapping[str, Any], directory: Path, flavor_ids: FlavorIds
 def resolve_flavors(plan: Mapping[str, Any], env: Mapping[str, str]) -> FlavorIds:
     """Flavor ids for requirements-only pools, from the clouds (openstacksdk)."""
     return flavors.resolve(plan, Path(env["OS_CLIENT_CONFIG_FILE"]))
+
+
+def cloud_preflight(plan: Mapping[str, Any], env: Mapping[str, str], echo: Echo) -> None:
+    """`check --online` before Terraform: a flavor, image, network, key pair or
+    quota problem stops here, before anything is created (InputErrors, exit 2).
+    What of the plan exists already is not counted again against the quota."""
+    from ai4os_kit.cloud import preflight  # noqa: PLC0415 (import cycle through discovery)
+
+    echo("preflight: checking flavors, image, network, key pair and quota on every site ...")
+    findings = preflight.require_ready(plan, env)
+    echo(f"preflight: {len(findings)} check(s) passed")
 
 
 # ------------------------------------------------------------------ credentials
@@ -185,13 +197,16 @@ class Steps:
     prepare_root: PrepareRoot = prepare_root
     credentials: Credentials = cloud_credentials
     flavors: ResolveFlavors = resolve_flavors
+    preflight: Preflight = cloud_preflight
 
 
-def _start(inventory: Path, echo: Echo, steps: Steps) -> tuple[dict[str, Any], Terraform]:
+def _start(inventory: Path, echo: Echo, steps: Steps, check_cloud: bool = True) -> tuple[dict[str, Any], Terraform]:
     plan = steps.load_plan(inventory)
     directory = root_dir(inventory)
     check_inputs(plan, os.environ)  # bad input stops here, before anything is written
     env = steps.credentials(plan, directory)
+    if check_cloud:
+        steps.preflight(plan, env, echo)  # cloud-side problems stop here, before Terraform runs
     steps.prepare_root(plan, directory, steps.flavors(plan, env))
     echo(f"rendered {directory / render.ROOT_FILE} (to run terraform by hand there: "
          f"OS_CLIENT_CONFIG_FILE={env.get('OS_CLIENT_CONFIG_FILE', '<your clouds.yaml>')} terraform ...)")
@@ -231,7 +246,7 @@ def _confirm(inventory: Path, result: PlanResult, ask: Callable[[str], str]) -> 
 def destroy(inventory: Path, yes: bool = False, echo: Echo = print, steps: Steps | None = None,
             ask: Callable[[str], str] = input) -> int:
     steps = steps or Steps()
-    plan, tf = _start(inventory, echo, steps)
+    plan, tf = _start(inventory, echo, steps, check_cloud=False)  # destroying needs no quota
     result = tf.plan(destroy=True)
     if not result.has_changes:
         echo("nothing to destroy")
