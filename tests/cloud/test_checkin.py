@@ -1,10 +1,9 @@
 """EGI Check-in → Keystone federation → clouds.yaml.
 
 Against the test-bed's real Keystone, which has the egi.eu identity provider
-with protocol `openid` as EGI sites do. What is not obtainable here: a
-Keystone fronted by Apache mod_auth_openidc that validates Check-in tokens,
-so the successful federated login is not exercised; a rejected token,
-an unknown protocol and the application-credential mode are.
+with protocol `openid` as EGI sites do: a rejected token, an unknown
+protocol and the application-credential mode. The successful federated
+login, through Apache mod_auth_openidc, is in test_checkin_federated.py.
 """
 
 from __future__ import annotations

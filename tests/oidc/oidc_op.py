@@ -31,6 +31,7 @@ import requests
 OP_DIR = Path(__file__).parent / "op"
 REDIRECT = "https://client.test/callback"
 PAPI = "ai4os-papi"
+RESOURCE_SERVER = "keystone"
 
 ACCOUNTS: dict[str, dict[str, Any]] = {
     # EGI Check-in-like members
@@ -49,6 +50,9 @@ CLIENTS = [
     {"client_id": PAPI, "client_secret": "papi-secret", "redirect_uris": [REDIRECT]},
     {"client_id": "some-other-app", "client_secret": "other-secret", "redirect_uris": [REDIRECT]},
     {"client_id": "short-lived", "client_secret": "short-secret", "redirect_uris": [REDIRECT], "id_token_ttl": 1},
+    # a resource server: introspects access tokens, gets none itself (Keystone's mod_auth_openidc)
+    {"client_id": RESOURCE_SERVER, "client_secret": "keystone-secret", "redirect_uris": [], "grant_types": [],
+     "response_types": []},
 ]
 
 
@@ -96,8 +100,10 @@ class OP:
     ca_file: Path
     process: subprocess.Popen[bytes]
 
-    def token(self, account: str, client_id: str = PAPI, scope: str = "openid email profile eduperson_entitlement roles") -> str:
-        """An ID token for ``account`` through the real authorization code flow (with PKCE)."""
+    def token(self, account: str, client_id: str = PAPI, scope: str = "openid email profile eduperson_entitlement roles",
+              kind: str = "id_token") -> str:
+        """A token (``kind``: id_token or access_token) for ``account`` through the real
+        authorization code flow (with PKCE)."""
         secret = next(c["client_secret"] for c in CLIENTS if c["client_id"] == client_id)
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -123,7 +129,7 @@ class OP:
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT,
             "code_verifier": verifier}, auth=(client_id, secret), timeout=10)
         resp.raise_for_status()
-        return str(resp.json()["id_token"])
+        return str(resp.json()[kind])
 
 
 def _node_ready() -> str | None:

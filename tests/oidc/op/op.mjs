@@ -33,7 +33,9 @@ const provider = new Provider(env('OP_ISSUER'), {
   })),
   jwks: { keys: [jwk] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
-  features: { devInteractions: { enabled: false } },
+  // introspection: resource servers (Apache mod_auth_openidc in front of a
+  // federated Keystone, tests/cloud/test_checkin_federated.py) validate access tokens
+  features: { devInteractions: { enabled: false }, introspection: { enabled: true } },
   conformIdTokenClaims: false,
   scopes: ['openid', 'offline_access', 'email', 'profile', 'eduperson_entitlement', 'roles'],
   claims: {
