@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "molecule" / "cluster" / "shared"))
@@ -106,6 +107,17 @@ def test_traefik_on_the_ingress_redirects_to_https(host):
     assert host.service("traefik").is_running
     code = host.run("curl -s -o /dev/null -w '%{http_code}' -H 'Host: app.testbed.ai4os.test' http://127.0.0.1/")
     assert code.stdout in ("301", "302", "307", "308")
+
+
+def test_traefik_reads_the_catalog_with_the_consul_roles_traefik_token(host):
+    """playbooks/cluster.yml passes no token: the role's default is the consul role's "traefik" token."""
+    name, site, role = _node(host)
+    if role != "ingress":
+        return
+    token = str(uuid.uuid5(uuid.UUID(MANAGEMENT_CONSUL), "global/traefik"))
+    env = host.file("/etc/traefik/traefik.env")
+    assert env.mode == 0o600, oct(env.mode)
+    assert f"CONSUL_HTTP_TOKEN={token}" in env.content_string.splitlines()
 
 
 def test_traefik_routes_a_service_from_the_consul_catalog(host):
