@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -267,9 +268,66 @@ def test_host_certificate_checks(tmp_path: Path) -> None:
 def test_format_drift_from_caso_stops_the_export(recorded_store: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """If the fast renderer and caso's model ever disagree, nothing is queued and the error shows both."""
-    real = apel.render_cloud_usage
-    monkeypatch.setattr(apel, "render_cloud_usage",
-                        lambda u, c, n: (real(u, c, n) or "").replace("PublicIPCount: 0", "PublicIPCount: 1"))
+    real = apel.cloud_renderer
+
+    def drifting(ctx: apel.ExportContext, now: int) -> Any:
+        render = real(ctx, now)
+        return lambda *row: (render(*row) or "").replace("PublicIPCount: 0", "PublicIPCount: 1")
+
+    monkeypatch.setattr(apel, "cloud_renderer", drifting)
     with Store(recorded_store) as store, pytest.raises(KitError, match="differs from caso's model"):
         apel.export_cloud(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
     assert QueueSimple(str(tmp_path / "q")).count() == 0
+
+
+def _store_of(path: Path, usages: list[Usage]) -> Path:
+    with Store(path) as store:
+        store.upsert(usages, NOW)
+    return path
+
+
+def _many(count: int, **changes: Any) -> list[Usage]:
+    base = Usage("", "ai4eosc", "job", "job.usergroup[0]", "owner@egi.eu", "n", "ifca", 2000, 0, 8000, 20480, 1,
+                 "NVIDIA A100", NOW - 7200, NOW - 7000, NOW - 100, "complete", 5)
+    return [base._replace(alloc_id=str(uuid.UUID(int=i + 1)), **changes) for i in range(count)]
+
+
+def test_messages_hold_at_most_1000_records_and_512_kib(tmp_path: Path) -> None:
+    """APEL's unloader sends 1000 records a message; ARGO AMS takes 1 MB once signed and base64-encoded."""
+    store = _store_of(tmp_path / "a.sqlite", _many(2500))
+    with Store(store) as s:
+        result = apel.export_cloud(s, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+    messages = read_queue(tmp_path / "q")
+    assert (result.records, result.messages) == (2500, 3)
+    assert [m.count("\nVMUUID: ") for m in messages] == [1000, 1000, 500]
+    big = _many(2500, name="x" * 2000)  # long job names: the byte limit splits first
+    store = _store_of(tmp_path / "b.sqlite", big)
+    with Store(store) as s:
+        result = apel.export_cloud(s, OutgoingQueue(tmp_path / "q2"), CTX, NOW)
+    messages = read_queue(tmp_path / "q2")
+    assert result.records == 2500 and all(len(m.encode()) <= apel.MAX_MESSAGE_BYTES + 64 for m in messages)
+    assert len(messages) == result.messages > 3 and sum(m.count("\nVMUUID: ") for m in messages) == 2500
+
+
+def test_accelerator_message_assembled_from_encoded_records_is_json_dumps() -> None:
+    usage = _many(1)[0]._replace(start=1767139200, end=1772323200)
+    records = apel.accelerator_records(usage, CTX, NOW)
+    assert len(records) == 3
+    assert apel._accelerator_message_of([json.dumps(r) for r in records]) == apel.accelerator_message(records)
+
+
+def test_only_allocations_of_egi_sites_and_vos_are_read_and_the_rest_counted(tmp_path: Path) -> None:
+    usages = _many(10) + [u._replace(datacenter="cesnet") for u in _many(20)[10:13]] + \
+        [u._replace(namespace="private") for u in _many(20)[13:15]] + \
+        [u._replace(start=None, end=None, status="pending") for u in _many(20)[15:16]]
+    with Store(_store_of(tmp_path / "a.sqlite", usages)) as store:
+        cloud = apel.export_cloud(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+        gpu = apel.export_accelerator(store, OutgoingQueue(tmp_path / "q"), CTX, NOW)
+        assert (cloud.records, cloud.skipped) == (10, 5)  # not started: neither sent nor counted as skipped
+        assert (gpu.records, gpu.skipped) == (10, 5)
+        with_default = apel.ExportContext(**{**CTX.__dict__, "default_vo": "vo.default.eu"})
+        store.set_meta("cursor_apel_cloud", 0)
+        again = apel.export_cloud(store, OutgoingQueue(tmp_path / "q"), with_default, NOW)
+    assert (again.records, again.skipped) == (12, 3)
+    last = read_queue(tmp_path / "q")[-1]
+    assert "FQAN: /vo.default.eu/Role=NULL/Capability=NULL\n" in last and "\nLocalGroupId: private\n" in last

@@ -4,11 +4,17 @@ The record *models* are caso's (``caso.record.CloudRecord`` and
 ``AcceleratorRecord``): field names come from caso's alias maps and the text
 is caso's ``ssm_message`` layout. Building a pydantic model per record costs
 ~0.25 ms, too slow for a million allocations, so records are rendered from
-plain data with caso's own field maps, and in every export the first record
-of each layout (running or ended, with or without an owner) is also built
-through caso's model and compared byte for byte: if a caso upgrade changes
-the format, the export stops with an error instead of sending something
-EGI's loader would not read.
+the store's columns with caso's own field maps, and in every export the first
+record of each layout (running or ended, with or without an owner) is also
+built through caso's model and compared byte for byte: if a caso upgrade
+changes the format, the export stops with an error instead of sending
+something EGI's loader would not read.
+
+Message size: at most 1000 records (the default of APEL's own unloader, whose
+hard limit is 5000) and at most 512 KiB of record text, so that a message
+stays under the 1 MB that ARGO AMS accepts once ``ssmsend`` has signed it and
+AMS has base64-encoded it (x 4/3). cASO sends 100 records per message; fewer,
+larger messages mean fewer files in the queue and fewer AMS requests.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from caso.record import AcceleratorRecord, CloudRecord, map_accelerator_fields, map_cloud_fields
+from caso.record import AcceleratorRecord, CloudRecord, map_cloud_fields
 
 from ai4os_kit import __version__
 from ai4os_kit.accounting.model import APEL_STATUS, Usage
@@ -31,12 +37,15 @@ from ai4os_kit.errors import KitError
 CLOUD_HEADER = "APEL-cloud-message: v0.4\n"
 ACCELERATOR_TYPE = "APEL-accelerator-message"
 ACCELERATOR_VERSION = "0.1"
-MAX_RECORDS_PER_MESSAGE = 100  # as caso's [ssm] max_size default (GGUS ticket 143436)
-SYNC_EVERY = 200  # messages queued between two flushes to disk (and cursor moves)
+MAX_RECORDS_PER_MESSAGE = 1000  # APEL's unloader default (its maximum is 5000)
+MAX_MESSAGE_BYTES = 512 * 1024  # record text per message: under ARGO AMS's 1 MB once signed and base64-encoded
+SYNC_EVERY = 50  # messages queued between two flushes to disk (and cursor moves)
+# The store columns each exporter reads (the fewer, the faster: building Python values is the cost).
+CLOUD_COLUMNS = ("alloc_id", "namespace", "name", "owner", "datacenter", "cpu_millicores", "memory_mb", "disk_mb",
+                 "start_time", "end_time", "status")
+GPU_COLUMNS = ("alloc_id", "namespace", "owner", "datacenter", "gpu_count", "gpu_model", "start_time", "end_time")
+_USAGE_FIELD = {"start_time": "start", "end_time": "end"}  # store column -> Usage field, where they differ
 
-# Accelerator record keys in the order caso's model serialises them.
-_ACC_ORDER = [map_accelerator_fields(f) for f in AcceleratorRecord.model_fields if f != "version"] + \
-             [map_accelerator_fields(f) for f in AcceleratorRecord.model_computed_fields]
 _PRINTABLE = {c for c in range(0x20, 0x7F)}
 # caso's cloud field names (its map_cloud_fields), looked up once: it rebuilds a dict on every call.
 _CLOUD_KEYS = {name: map_cloud_fields(name) for name in (
@@ -113,31 +122,55 @@ def render_cloud(fields: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_cloud_usage(usage: Usage, ctx: ExportContext, now: int) -> str | None:
-    """``render_cloud(cloud_fields(...))`` in one step, several times faster (the export's hot path).
+def cloud_renderer(ctx: ExportContext, now: int) -> Callable[..., str | None]:
+    """A function of the :data:`CLOUD_COLUMNS` values that renders one record (None: not accounted to EGI).
 
-    Lines in the fixed sorted order of caso's keys; the tests and every
-    message's first record check it against caso's model.
+    It writes what ``render_cloud(cloud_fields(...))`` writes, in the fixed
+    sorted order of caso's keys, several times faster (the export's hot path);
+    the tests and every export's first record of each layout check it against
+    caso's model.
     """
-    site = ctx.site_names.get(usage.datacenter or "")
-    vo = ctx.vos.get(usage.namespace, ctx.default_vo)
-    start = usage.start
-    if start is None or site is None or vo is None:
-        return None
-    end = usage.end
-    wall = max(0, (end if end is not None else now) - start)
-    cores = usage.cores
-    owner = (ascii_text(usage.owner) or None) if usage.owner else None
-    out = f"CloudComputeService: {ctx.compute_service}\nCloudType: {ctx.cloud_type}\nCpuCount: {cores}\n"
-    if ctx.cpu_duration == "reserved":
-        out += f"CpuDuration: {wall * cores or 1}\n"
-    out += f"Disk: {-(-usage.disk_mb // 1024)}\nEndTime: {end or 0}\nFQAN: {ctx.fqan_format.format(vo=vo)}\n"
-    if owner is not None:
-        out += f"GlobalUserName: {owner}\n"
-    return (f"{out}LocalGroupId: {ascii_text(usage.namespace)}\nLocalUserId: {owner or 'unknown'}\n"
-            f"MachineName: {ascii_text(usage.name)}\nMemory: {usage.memory_mb}\nPublicIPCount: 0\n"
-            f"SiteName: {site}\nStartTime: {start}\nStatus: {APEL_STATUS[usage.status]}\n"
-            f"VMUUID: {usage.alloc_id}\nWallDuration: {wall or 1}")
+    sites = ctx.site_names
+    head = f"CloudComputeService: {ctx.compute_service}\nCloudType: {ctx.cloud_type}\nCpuCount: "
+    reserved = ctx.cpu_duration == "reserved"
+    status_of = APEL_STATUS
+    groups: dict[str, tuple[str, str] | None] = {}  # namespace -> (FQAN, LocalGroupId); None: no VO
+
+    def group(namespace: str) -> tuple[str, str] | None:
+        vo = ctx.vos.get(namespace, ctx.default_vo)
+        groups[namespace] = None if vo is None else (ctx.fqan_format.format(vo=vo), ascii_text(namespace))
+        return groups[namespace]
+
+    def render(alloc_id: str, namespace: str, name: str, owner: str | None, datacenter: str | None,
+               millicores: int, memory_mb: int, disk_mb: int, start: int | None, end: int | None,
+               status: str) -> str | None:
+        site = sites.get(datacenter or "")
+        if start is None or site is None:
+            return None
+        fqan_group = groups[namespace] if namespace in groups else group(namespace)
+        if fqan_group is None:
+            return None
+        wall = (now if end is None else end) - start
+        if wall < 0:
+            wall = 0
+        cores = 0 if millicores <= 0 else ((millicores + 500) // 1000 or 1)
+        if owner and not (owner.isascii() and owner.isprintable()):
+            owner = ascii_text(owner)
+        if not (name.isascii() and name.isprintable()):
+            name = ascii_text(name)
+        cpu = f"CpuDuration: {wall * cores or 1}\n" if reserved else ""
+        user = f"GlobalUserName: {owner}\nLocalGroupId: {fqan_group[1]}\nLocalUserId: {owner}\n" if owner else \
+            f"LocalGroupId: {fqan_group[1]}\nLocalUserId: unknown\n"
+        return (f"{head}{cores}\n{cpu}Disk: {-(-disk_mb // 1024)}\nEndTime: {end or 0}\nFQAN: {fqan_group[0]}\n"
+                f"{user}MachineName: {name}\nMemory: {memory_mb}\nPublicIPCount: 0\nSiteName: {site}\n"
+                f"StartTime: {start}\nStatus: {status_of[status]}\nVMUUID: {alloc_id}\nWallDuration: {wall or 1}")
+
+    return render
+
+
+def render_cloud_usage(usage: Usage, ctx: ExportContext, now: int) -> str | None:
+    """``render_cloud(cloud_fields(...))`` of one allocation, through :func:`cloud_renderer`."""
+    return cloud_renderer(ctx, now)(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in CLOUD_COLUMNS))
 
 
 def caso_cloud_record(usage: Usage, ctx: ExportContext, now: int) -> CloudRecord | None:
@@ -181,34 +214,43 @@ def _months(start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
         year, month = year2, month2
 
 
+def accelerator_builder(ctx: ExportContext, now: int) -> Callable[..., list[dict[str, Any]]]:
+    """A function of the :data:`GPU_COLUMNS` values that builds an allocation's monthly GPU records."""
+    sites = ctx.site_names
+    fqans: dict[str, str | None] = {}
+
+    def build(alloc_id: str, namespace: str, owner: str | None, datacenter: str | None, gpu_count: int,
+              gpu_model: str | None, start: int | None, end: int | None) -> list[dict[str, Any]]:
+        site = sites.get(datacenter or "")
+        if gpu_count <= 0 or start is None or site is None:
+            return []
+        if namespace not in fqans:
+            vo = ctx.vos.get(namespace, ctx.default_vo)
+            fqans[namespace] = None if vo is None else ctx.fqan_format.format(vo=vo)
+        fqan = fqans[namespace]
+        if fqan is None:
+            return []
+        if owner and not (owner.isascii() and owner.isprintable()):
+            owner = ascii_text(owner)
+        model = ascii_text(gpu_model or "unknown")
+        out = []
+        for year, month, lo, hi in _months(start, now if end is None else end):
+            rec: dict[str, Any] = {"SiteName": site, "CloudType": ctx.cloud_type,
+                                   "CloudComputeService": ctx.compute_service, "AssociatedRecord": alloc_id}
+            if owner:
+                rec["GlobalUserName"] = owner
+            rec.update(FQAN=fqan, Count=gpu_count, AvailableDuration=hi - lo, MeasurementMonth=month,
+                       MeasurementYear=year, AssociatedRecordType="cloud", Type="GPU", Model=model,
+                       ActiveDuration=hi - lo)
+            out.append(rec)
+        return out
+
+    return build
+
+
 def accelerator_records(usage: Usage, ctx: ExportContext, now: int) -> list[dict[str, Any]]:
     """Monthly GPU accelerator records of one allocation (as caso builds them for GPU flavors)."""
-    if usage.gpu_count <= 0:
-        return []
-    fields = cloud_fields(usage, ctx, now)
-    if fields is None:
-        return []
-    end = usage.end if usage.end is not None else now
-    out = []
-    for year, month, lo, hi in _months(usage.start or 0, end):
-        values = {
-            "SiteName": fields["SiteName"],
-            "CloudType": fields["CloudType"],
-            "CloudComputeService": fields["CloudComputeService"],
-            "AssociatedRecord": usage.alloc_id,
-            "GlobalUserName": fields.get("GlobalUserName"),
-            "FQAN": fields["FQAN"],
-            "Count": usage.gpu_count,
-            "AvailableDuration": hi - lo,
-            "MeasurementMonth": month,
-            "MeasurementYear": year,
-            "AssociatedRecordType": "cloud",
-            "Type": "GPU",
-            "Model": ascii_text(usage.gpu_model or "unknown"),
-            "ActiveDuration": hi - lo,
-        }
-        out.append({k: values[k] for k in _ACC_ORDER if values.get(k) is not None})
-    return out
+    return accelerator_builder(ctx, now)(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in GPU_COLUMNS))
 
 
 def caso_accelerator_record(rec: dict[str, Any]) -> AcceleratorRecord:
@@ -226,6 +268,14 @@ def accelerator_message(records: list[dict[str, Any]]) -> bytes:
                        "UsageRecords": records}).encode("ascii")
 
 
+_ACC_HEAD = json.dumps({"Type": ACCELERATOR_TYPE, "Version": ACCELERATOR_VERSION, "UsageRecords": []})[:-2]
+
+
+def _accelerator_message_of(encoded: list[str]) -> bytes:
+    """:func:`accelerator_message` of records already encoded one by one with ``json.dumps``."""
+    return f"{_ACC_HEAD}{', '.join(encoded)}]}}".encode("ascii")
+
+
 def _check_against_caso(ours: str, reference: str, what: str) -> None:
     if ours != reference:
         raise KitError(f"{what}: the record rendered here differs from caso's model "
@@ -241,46 +291,50 @@ class ExportResult:
     names: list[str] = field(default_factory=list)
 
 
-def _export(store: Store, queue: OutgoingQueue, cursor_key: str, build: Any, render: Any,
-            size: int, sync_every: int, gpu_only: bool = False) -> ExportResult:
-    """Records changed since the cursor (and running ones), ``size`` per message, in change order.
+def _export(store: Store, queue: OutgoingQueue, cursor_key: str, rows: Callable[[int], Iterable[tuple[Any, ...]]],
+            build: Callable[[tuple[Any, ...]], list[str]], message: Callable[[list[str]], bytes],
+            size: int, max_bytes: int, sync_every: int) -> ExportResult:
+    """Records of allocations changed since the cursor (and running ones), in change order.
 
-    Every ``sync_every`` messages the queue is flushed to disk and only then
-    the cursor moves, just below the change number of the last queued record
-    (later records of that change may still be unqueued); at the end it moves
-    past everything read. A crash re-queues at most the records after the
-    last flush (APEL keeps the latest record of a VMUUID, so a repeat
-    replaces and never adds).
+    ``rows(cursor)`` yields ``(change_seq, ...)`` rows; ``build`` turns one
+    into its records (text); ``message`` joins at most ``size`` records of at
+    most ``max_bytes`` bytes of text into one message. Every ``sync_every``
+    messages the queue is flushed to disk and only then the cursor moves,
+    just below the change number of the last queued record (later records of
+    that change may still be unqueued); at the end it moves past everything
+    read. A crash re-queues at most the records after the last flush (APEL
+    keeps the latest record of a VMUUID, so a repeat replaces and never adds).
     """
     result = ExportResult()
-    cursor = store.meta(cursor_key)
-    highest = cursor
-    pending: list[tuple[int, Any]] = []
+    cursor = highest = last = store.meta(cursor_key)
+    pending: list[str] = []
+    pending_bytes = 0
     unsynced = 0
 
     def flush() -> None:
-        nonlocal unsynced
+        nonlocal unsynced, pending_bytes
         if pending:
-            result.names.append(queue.add(render([rec for _, rec in pending]), durable=False))
+            result.names.append(queue.add(message(pending), durable=False))
             result.messages += 1
             result.records += len(pending)
             unsynced += 1
             if unsynced >= sync_every:
                 queue.sync()
                 unsynced = 0
-                store.set_meta(cursor_key, max(cursor, pending[-1][0] - 1))
+                store.set_meta(cursor_key, max(cursor, last - 1))
             pending.clear()
+            pending_bytes = 0
 
-    for seq, usage in store.iter_for_export(cursor, gpu_only=gpu_only):
-        highest = max(highest, seq)
-        records = build(usage)
-        if not records:
-            result.skipped += 1
-            continue
-        for rec in records:
-            pending.append((seq, rec))
-            if len(pending) >= size:
+    for row in rows(cursor):
+        seq = row[0]
+        if seq > highest:
+            highest = seq
+        for text in build(row):
+            if pending and (len(pending) >= size or pending_bytes + len(text) > max_bytes):
                 flush()
+            pending.append(text)
+            pending_bytes += len(text) + 4  # and its separator
+            last = seq
     flush()
     if unsynced:
         queue.sync()
@@ -288,48 +342,66 @@ def _export(store: Store, queue: OutgoingQueue, cursor_key: str, build: Any, ren
     return result
 
 
+def _filters(ctx: ExportContext) -> dict[str, Any]:
+    """Read only rows of datacenters with an APEL site and, without a default VO, of namespaces with a VO."""
+    return {"datacenters": list(ctx.site_names), "namespaces": None if ctx.default_vo else list(ctx.vos)}
+
+
 def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
-                 size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY) -> ExportResult:
+                 size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY,
+                 max_bytes: int = MAX_MESSAGE_BYTES) -> ExportResult:
     """Queue APEL cloud records for allocations changed since the last export and for running ones."""
-    def build(usage: Usage) -> list[tuple[Usage, str]]:
-        text = render_cloud_usage(usage, ctx, now)
-        return [] if text is None else [(usage, text)]
-
+    render = cloud_renderer(ctx, now)
     checked: set[tuple[bool, bool]] = set()
+    due = store.count_for_export(store.meta("cursor_apel_cloud"))
 
-    def render(batch: list[tuple[Usage, str]]) -> bytes:
-        usage, text = batch[0]
-        shape = (usage.end is None, usage.owner is None)  # the record layouts that can differ
-        if shape in checked:
-            return cloud_message([t for _, t in batch])
-        checked.add(shape)
-        ref = caso_cloud_record(usage, ctx, now)
-        reference = ref.ssm_message() if ref is not None else ""
-        if ctx.cpu_duration != "reserved":  # caso always derives one; this record leaves it out
-            reference = "\n".join(line for line in reference.split("\n") if not line.startswith("CpuDuration:"))
-        _check_against_caso(text, reference, f"APEL cloud record of allocation {usage.alloc_id}")
-        return cloud_message([t for _, t in batch])
+    def build(row: tuple[Any, ...]) -> list[str]:
+        text = render(*row[1:])
+        if text is None:
+            return []
+        shape = (row[10] is None, "\nGlobalUserName: " in text)  # the record layouts that can differ
+        if shape not in checked:
+            checked.add(shape)
+            usage = store.get(row[1])
+            ref = caso_cloud_record(usage, ctx, now) if usage is not None else None
+            reference = ref.ssm_message() if ref is not None else ""
+            if ctx.cpu_duration != "reserved":  # caso always derives one; this record leaves it out
+                reference = "\n".join(line for line in reference.split("\n") if not line.startswith("CpuDuration:"))
+            _check_against_caso(text, reference, f"APEL cloud record of allocation {row[1]}")
+        return [text]
 
-    return _export(store, queue, "cursor_apel_cloud", build, render, size, sync_every)
+    result = _export(store, queue, "cursor_apel_cloud",
+                     lambda cursor: store.export_rows(cursor, CLOUD_COLUMNS, **_filters(ctx)),
+                     build, cloud_message, size, max_bytes, sync_every)
+    result.skipped = due - result.records  # not accounted to EGI: no APEL site or no VO
+    return result
 
 
 def export_accelerator(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
-                       size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY) -> ExportResult:
+                       size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY,
+                       max_bytes: int = MAX_MESSAGE_BYTES) -> ExportResult:
     """Queue monthly GPU accelerator records for GPU allocations changed since the last export or running."""
-
-    def build(usage: Usage) -> list[dict[str, Any]]:
-        return accelerator_records(usage, ctx, now)
-
+    records_of = accelerator_builder(ctx, now)
     checked: set[bool] = set()
+    due = store.count_for_export(store.meta("cursor_apel_gpu"), gpu_only=True)
+    exported = 0
 
-    def render(batch: list[dict[str, Any]]) -> bytes:
-        shape = "GlobalUserName" in batch[0]
-        if shape in checked:
-            return accelerator_message(batch)
-        checked.add(shape)
-        reference = caso_accelerator_record(batch[0]).ssm_message()
-        _check_against_caso(json.dumps(batch[0], separators=(",", ":")), reference,
-                            f"APEL accelerator record of allocation {batch[0]['AssociatedRecord']}")
-        return accelerator_message(batch)
+    def build(row: tuple[Any, ...]) -> list[str]:
+        nonlocal exported
+        records = records_of(*row[1:])
+        if not records:
+            return []
+        exported += 1
+        shape = "GlobalUserName" in records[0]
+        if shape not in checked:
+            checked.add(shape)
+            _check_against_caso(json.dumps(records[0], separators=(",", ":")),
+                                caso_accelerator_record(records[0]).ssm_message(),
+                                f"APEL accelerator record of allocation {row[1]}")
+        return [json.dumps(rec) for rec in records]
 
-    return _export(store, queue, "cursor_apel_gpu", build, render, size, sync_every, gpu_only=True)
+    result = _export(store, queue, "cursor_apel_gpu",
+                     lambda cursor: store.export_rows(cursor, GPU_COLUMNS, gpu_only=True, **_filters(ctx)),
+                     build, _accelerator_message_of, size, max_bytes, sync_every)
+    result.skipped = due - exported  # not accounted to EGI: no APEL site or no VO
+    return result

@@ -10,9 +10,10 @@ every change) in the ``meta`` table.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from ai4os_kit.accounting.model import GONE, Usage
 from ai4os_kit.accounting.nomad_parse import NodeInfo
@@ -118,15 +119,21 @@ class Store:
 
     # -- writes
     def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
-        """Write usages in one transaction; returns how many rows changed."""
-        rows = list(usages)
+        """Write usages in one transaction (one change number); returns how many rows changed.
+
+        The rows are streamed into one ``executemany``: a large batch costs one
+        commit, and a commit is what costs most (every index page the batch
+        touched is written to the WAL once per commit).
+        """
+        rows = usages if isinstance(usages, list) else list(usages)
         if not rows:
             return 0
         self.db.execute("BEGIN IMMEDIATE")
         try:
             seq = self.meta("change_seq") + 1
+            extra = (seen_at, seq)
             before = self.db.total_changes
-            self.db.executemany(_UPSERT, [tuple(r) + (seen_at, seq) for r in rows])
+            self.db.executemany(_UPSERT, (r + extra for r in rows))
             changed = self.db.total_changes - before
             self.set_meta("change_seq", seq)
             self.db.execute("COMMIT")
@@ -161,8 +168,6 @@ class Store:
         return changed
 
     def put_nodes(self, nodes: Iterable[NodeInfo]) -> None:
-        import json
-
         rows = [(n.node_id, n.name, n.datacenter, n.mhz_per_core, json.dumps(n.devices)) for n in nodes]
         if rows:
             self.db.execute("BEGIN IMMEDIATE")
@@ -173,8 +178,6 @@ class Store:
 
     # -- reads
     def node(self, node_id: str) -> NodeInfo | None:
-        import json
-
         row = self.db.execute("SELECT * FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
         if row is None:
             return None
@@ -203,13 +206,13 @@ class Store:
         while rows := cur.fetchmany(batch):
             yield from map(_usage, rows)
 
-    def iter_summary_rows(self, batch: int = 10_000) -> Iterator[tuple[object, ...]]:
-        """(namespace, owner, create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs) of every allocation."""
+    def summary_chunks(self, size: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
+        """Lists of (namespace, owner, create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs), all rows."""
         cur = self.db.execute("SELECT namespace, owner, create_time, COALESCE(start_time, -1), "
                               "COALESCE(end_time, -1), cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count "
                               "FROM allocations")
-        while rows := cur.fetchmany(batch):
-            yield from rows
+        while rows := cur.fetchmany(size):
+            yield rows
 
     def month_totals(self, lo: int, hi: int, now: int) -> dict[tuple[str, str], list[float]]:
         """Allocations, core-seconds and GPU-seconds inside [lo, hi) per (namespace, datacenter), in SQL."""
@@ -222,11 +225,50 @@ class Store:
         return {(ns, dc): [count, core, gpu] for ns, dc, count, core, gpu in cur}
 
     def iter_for_export(self, cursor: int, batch: int = 10_000, gpu_only: bool = False) -> Iterator[tuple[int, Usage]]:
-        """(change_seq, usage) of started allocations changed after ``cursor`` or still running, by change_seq."""
-        cur = self.db.execute(
-            f"SELECT change_seq, {', '.join(_COLUMNS)} FROM allocations WHERE start_time IS NOT NULL "
-            f"AND (change_seq > ? OR end_time IS NULL){' AND gpu_count > 0' if gpu_only else ''} "
-            "ORDER BY change_seq, alloc_id", (cursor,))
-        while rows := cur.fetchmany(batch):
-            for row in rows:
-                yield row[0], _usage(row[1:])
+        """(change_seq, usage) of started allocations changed after ``cursor`` or still running (see export_rows)."""
+        for row in self.export_rows(cursor, _COLUMNS, gpu_only=gpu_only, batch=batch):
+            yield row[0], _usage(row[1:])
+
+    def export_rows(self, cursor: int, columns: Sequence[str], gpu_only: bool = False,
+                    datacenters: Iterable[str] | None = None, namespaces: Iterable[str] | None = None,
+                    batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
+        """``(change_seq, *columns)`` of the started allocations an exporter must (re)send.
+
+        First the running allocations that did not change since ``cursor`` (their
+        wall time grows: they are sent on every run), then those changed after
+        ``cursor`` in change order (rows of one change in insertion order), so an
+        exporter can move its cursor just below the last change it queued.
+        Optional filters keep to GPU allocations, to datacenters and to namespaces
+        (only what can be exported is read: reading a row costs more than a test).
+        """
+        unknown = [c for c in columns if c not in _COLUMNS]
+        if unknown:
+            raise ValueError(f"not a column of the store: {unknown}")
+        where, params = self._export_filter(gpu_only, datacenters, namespaces)
+        select = f"SELECT change_seq, {', '.join(columns)} FROM allocations"
+        for query in (f"{select} WHERE end_time IS NULL AND change_seq <= :cursor{where}",
+                      f"{select} WHERE change_seq > :cursor{where} ORDER BY change_seq, rowid"):
+            cur = self.db.execute(query, {"cursor": cursor, **params})
+            while rows := cur.fetchmany(batch):
+                yield from rows
+
+    def count_for_export(self, cursor: int, gpu_only: bool = False) -> int:
+        """How many allocations :meth:`export_rows` yields without the datacenter and namespace filters."""
+        where, params = self._export_filter(gpu_only, None, None)
+        return int(self.db.execute(f"SELECT COUNT(*) FROM allocations WHERE (change_seq > :cursor OR end_time IS NULL)"
+                                   f"{where}", {"cursor": cursor, **params}).fetchone()[0])
+
+    @staticmethod
+    def _export_filter(gpu_only: bool, datacenters: Iterable[str] | None,
+                       namespaces: Iterable[str] | None) -> tuple[str, dict[str, str]]:
+        where = " AND start_time IS NOT NULL"
+        params: dict[str, str] = {}
+        if gpu_only:
+            where += " AND gpu_count > 0"
+        if datacenters is not None:
+            where += " AND datacenter IN (SELECT value FROM json_each(:datacenters))"
+            params["datacenters"] = json.dumps(sorted(datacenters))
+        if namespaces is not None:
+            where += " AND namespace IN (SELECT value FROM json_each(:namespaces))"
+            params["namespaces"] = json.dumps(sorted(namespaces))
+        return where, params
