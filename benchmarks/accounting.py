@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ai4os_kit.accounting import apel
+from ai4os_kit.accounting.collector import COMMIT_ROWS
 from ai4os_kit.accounting.nomad_parse import NodeInfo, parse_allocation
 from ai4os_kit.accounting.report import rows_from_totals, write_report
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
@@ -108,7 +109,7 @@ def main() -> int:
                 batch.append(parse_allocation(doc, node))
                 parse_s += time.perf_counter() - t0
                 parse_c += time.process_time() - c0
-                if len(batch) == 10_000:
+                if len(batch) == COMMIT_ROWS:  # the collector's commit size
                     t0, c0 = time.perf_counter(), time.process_time()
                     store.upsert(batch, NOW)
                     store_s += time.perf_counter() - t0
@@ -134,7 +135,7 @@ def main() -> int:
             gpu = apel.export_accelerator(store, queue, CTX, NOW)
             stage(f"APEL GPU: {gpu.records:,} rec/{gpu.messages:,} msg", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()
-            summaries = Summaries().add_rows(store.iter_summary_rows(), NOW)
+            summaries = Summaries().add_store(store, NOW)
             files = write_summaries(summaries, work / "summaries")
             stage(f"PAPI summaries ({len(files)} files)", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()

@@ -14,6 +14,8 @@ import matplotlib.image
 import pytest
 import yaml
 from dirq.QueueSimple import QueueSimple
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nomad_double import NomadDouble, fixture
 from test_accounting_apel import make_cert, read_queue
 
@@ -184,3 +186,36 @@ def test_cli_bad_month(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     cfg = write_config(tmp_path, "http://127.0.0.1:4646")
     assert main(["accounting", "report", "--config", str(cfg), "--month", "March"]) == 2
     assert "--month: 'March' is not YYYY-MM" in capsys.readouterr().err
+
+
+DAY = 86400
+moments = st.integers(MAR1 - 3 * DAY, MAR1 + 40 * DAY) | st.sampled_from([MAR1, MAR1 + DAY, MAR1 + 2 * DAY - 1])
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Usage]:
+    out = []
+    for _ in range(draw(st.integers(0, 12))):
+        create = draw(moments)
+        start = draw(st.none() | moments)
+        end = draw(st.none() | moments)
+        out.append(Usage(str(uuid.uuid4()), draw(st.sampled_from(["ai4eosc", "imagine"])), "job", "job.g[0]",
+                         draw(st.none() | st.sampled_from(["", "u1", "u2", "unknown"])), "node", "ifca",
+                         draw(st.integers(0, 64_000)), draw(st.integers(0, 10**5)), draw(st.integers(0, 10**6)),
+                         draw(st.integers(0, 10**7)), draw(st.integers(0, 8)), None, create, start, end,
+                         "complete" if end else "running", 1))
+    return out
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(history=histories(), now=moments)
+def test_summaries_from_the_store_equal_the_day_by_day_reference(tmp_path_factory: pytest.TempPathFactory,
+                                                                  history: list[Usage], now: int) -> None:
+    """Intervals over many days, ending on midnight, running past now, starting before creation, never started."""
+    with Store(tmp_path_factory.mktemp("s") / "a.sqlite") as store:
+        store.upsert(history, now)
+        fast = Summaries().add_store(store, now)
+    reference = Summaries().add_all(history, now)
+    assert (dict(fast.daily), dict(fast.users)) == (dict(reference.daily), dict(reference.users))
+    for namespace in reference.namespaces():
+        assert fast.tables(namespace) == reference.tables(namespace)

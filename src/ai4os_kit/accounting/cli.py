@@ -60,7 +60,7 @@ def _summary(cfg: Any, out: Path | None) -> int:
 
     now = int(time.time())
     with Store(cfg.store) as store:
-        summaries = Summaries().add_rows(store.iter_summary_rows(), now)
+        summaries = Summaries().add_store(store, now)
     paths = write_summaries(summaries, out or cfg.summaries_dir, cfg.export.vos.keys())
     print(f"summary: wrote {len(paths)} file(s) to {out or cfg.summaries_dir} (PAPI reads them from "
           "$ACCOUNTING_PTH/summaries)")

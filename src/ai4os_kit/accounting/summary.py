@@ -10,6 +10,9 @@ allocation intervals rather than periodic snapshots:
   allocations ``queued`` (created, not yet started) and ``running``;
 - users-agg: per owner, resource-days (e.g. gpu_num 3 = three GPU-days);
 - full-agg: the namespace total of users-agg.
+
+Sums are kept as exact integers (resource-seconds, CPU in millicores) and only
+divided by a day when the tables are written.
 """
 
 from __future__ import annotations
@@ -17,127 +20,169 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from itertools import compress
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-
 from ai4os_kit.accounting.files import atomic_write
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.timeslices import DAY, iso_day
 from ai4os_kit.errors import KitError
 
+if TYPE_CHECKING:
+    from ai4os_kit.accounting.store import Store
+
 RESOURCES = ("cpu_num", "cpu_MHz", "memory_MB", "disk_MB", "gpu_num")
+SCALE = (1000, 1, 1, 1, 1)  # sums are kept in whole units: CPU in millicores
 TIMESERIES = ("date",) + RESOURCES + ("queued", "running")
 USERS = ("owner",) + RESOURCES
 NO_OWNER = "unknown"
+WIDTH = len(RESOURCES) + 2  # a day: resource-seconds, then queued and running allocation-seconds
 
 
 class Summaries:
-    """Accumulates resource-seconds per namespace and UTC day, and per namespace and owner.
+    """Resource-seconds per namespace and UTC day, and per namespace and owner, as exact integers.
 
-    Allocations are taken in chunks and split at day boundaries with numpy,
-    so a million allocations take seconds and little memory.
+    :meth:`add_store` sums the store's columns with numpy (a million
+    allocations take a few seconds); :meth:`add_all` is the plain reference,
+    one allocation and one day at a time. Both give the same integers.
     """
+
+    def __init__(self) -> None:
+        # namespace -> day (Unix seconds) -> [resource-seconds..., queued seconds, running seconds]
+        self.daily: dict[str, dict[int, list[int]]] = defaultdict(dict)
+        # namespace -> owner -> [resource-seconds...]
+        self.users: dict[str, dict[str, list[int]]] = defaultdict(dict)
+
+    # -- the reference
+    def add_all(self, usages: Iterable[Usage], now: int) -> "Summaries":
+        """Add allocations one by one, splitting their intervals at UTC midnight."""
+        for u in usages:
+            end = min(now if u.end is None else u.end, now)
+            queued_end = min(end if u.start is None else u.start, now)
+            self._add_interval(u.namespace, u.create, queued_end, [0] * len(RESOURCES), len(RESOURCES))
+            if u.start is None:
+                continue
+            amounts = [u.cpu_millicores, u.cpu_mhz, u.memory_mb, u.disk_mb, u.gpu_count]
+            self._add_interval(u.namespace, u.start, end, amounts, len(RESOURCES) + 1)
+            secs = max(end - u.start, 0)
+            if secs > 0:
+                row = self.users[u.namespace].setdefault(u.owner or NO_OWNER, [0] * len(RESOURCES))
+                for j, amount in enumerate(amounts):
+                    row[j] += amount * secs
+        return self
+
+    def _add_interval(self, namespace: str, lo: int, hi: int, amounts: list[int], count_column: int) -> None:
+        day = lo - lo % DAY
+        while hi > lo:
+            part = min(hi, day + DAY) - lo
+            row = self.daily[namespace].setdefault(day, [0] * WIDTH)
+            row[count_column] += part
+            for j, amount in enumerate(amounts):
+                row[j] += amount * part
+            day += DAY
+            lo = day
+
+    # -- the fast path
+    def add_store(self, store: "Store", now: int) -> "Summaries":
+        """Add every allocation of the store, in chunks of plain columns summed with numpy.
+
+        No interval is walked day by day: per namespace and UTC day the
+        amounts (W) and the amounts times the seconds past midnight (R) of the
+        interval ends falling on that day are summed. An interval [lo, hi)
+        with amount w uses, on day d, w * (clamp(hi - d, 0, DAY) - clamp(lo - d,
+        0, DAY)); summed over intervals that is DAY * (W of the days after d)
+        + R(d), for the ends minus the same for the starts. Sums are int64 per
+        chunk (far from overflowing) and Python integers across chunks.
+        """
+        ends: dict[str, dict[int, list[int]]] = defaultdict(dict)
+        for chunk in store.summary_chunks(self.CHUNK):
+            self._add_chunk(chunk, now, ends)
+        for namespace, by_day in ends.items():
+            days = self.daily[namespace]
+            later = [0] * WIDTH  # W summed over the days after the current one
+            for day in range(max(by_day), min(by_day) - DAY, -DAY):
+                found = by_day.get(day)
+                values = [DAY * w + (found[WIDTH + j] if found else 0) for j, w in enumerate(later)]
+                if any(values):
+                    row = days.setdefault(day, [0] * WIDTH)
+                    for j, value in enumerate(values):
+                        row[j] += value
+                if found:
+                    later = [w + found[j] for j, w in enumerate(later)]
+        return self
 
     CHUNK = 100_000
 
-    def __init__(self) -> None:
-        # namespace -> day (Unix seconds) -> [resource seconds..., queued seconds, running seconds]
-        self.daily: dict[str, dict[int, list[float]]] = defaultdict(dict)
-        # namespace -> owner -> [resource seconds...]
-        self.users: dict[str, dict[str, list[float]]] = defaultdict(dict)
-
-    def add_all(self, usages: Iterable[Usage], now: int) -> "Summaries":
-        """Add allocations (Usage rows)."""
-        return self.add_rows(((u.namespace, u.owner, u.create, -1 if u.start is None else u.start,
-                               -1 if u.end is None else u.end, u.cpu_millicores, u.cpu_mhz, u.memory_mb,
-                               u.disk_mb, u.gpu_count) for u in usages), now)
-
-    def add_rows(self, rows: Iterable[tuple[Any, ...]], now: int) -> "Summaries":
-        """Add rows shaped like :meth:`Store.iter_summary_rows` (start/end -1 when unknown)."""
-        chunk: list[tuple[Any, ...]] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= self.CHUNK:
-                self._add_chunk(chunk, now)
-                chunk = []
-        if chunk:
-            self._add_chunk(chunk, now)
-        return self
-
-    def _add_chunk(self, chunk: list[tuple[Any, ...]], now: int) -> None:
-        names = sorted({row[0] for row in chunk})
-        ns_index = {n: i for i, n in enumerate(names)}
-        ns = np.fromiter((ns_index[row[0]] for row in chunk), np.int64, len(chunk))
-        numbers = np.array([row[2:] for row in chunk], dtype=np.int64).reshape(len(chunk), 8)
-        create, start, end = numbers[:, 0], numbers[:, 1], numbers[:, 2]
+    def _add_chunk(self, chunk: list[tuple[Any, ...]], now: int, ends: dict[str, dict[int, list[int]]]) -> None:
+        columns = list(zip(*chunk))
+        names = sorted(set(columns[0]))
+        ns = np.fromiter(map({n: i for i, n in enumerate(names)}.__getitem__, columns[0]), np.int64, len(chunk))
+        create, start, end, *amounts = (np.array(c, dtype=np.int64) for c in columns[2:])
         started = start >= 0
         end = np.minimum(np.where(end >= 0, end, now), now)
-        amounts = numbers[:, 3:].astype(np.float64)
-        amounts[:, 0] /= 1000  # millicores -> cores
-        # queued: created until started (or until it ended / now, if it never started)
         queued_end = np.minimum(np.where(started, start, end), now)
-        self._daily(names, ns, create, queued_end, None, len(RESOURCES))
-        run_end = np.where(started, end, start)
-        self._daily(names, ns[started], start[started], run_end[started], amounts[started], len(RESOURCES) + 1)
-        # per owner: resource-seconds over the whole life
-        secs = (np.maximum(run_end - start, 0) * started).astype(np.float64)
-        owners: dict[tuple[str, str], int] = {}
-        codes = np.fromiter((owners.setdefault((row[0], row[1] or NO_OWNER), len(owners)) for row in chunk),
-                            np.int64, len(chunk))
-        totals = [np.bincount(codes, weights=amounts[:, j] * secs, minlength=len(owners))
-                  for j in range(len(RESOURCES))]
-        ran = np.bincount(codes, weights=secs, minlength=len(owners))
-        for (namespace, owner), code in owners.items():
-            if ran[code] > 0:
-                row = self.users[namespace].setdefault(owner, [0.0] * len(RESOURCES))
-                for j, column in enumerate(totals):
-                    row[j] += float(column[code])
-
-    def _daily(self, names: list[str], ns: Any, lo: Any, hi: Any, amounts: Any, count_column: int) -> None:
-        """Add seconds (and amount x seconds) of the intervals [lo, hi) to their UTC days."""
-        keep = hi > lo
-        ns, lo, hi = ns[keep], lo[keep], hi[keep]
-        amounts = amounts[keep] if amounts is not None else None
-        day = lo - lo % DAY
-        size = len(RESOURCES) + 2
-        while len(lo):
-            part = np.minimum(hi, day + DAY) - np.maximum(lo, day)
-            key = ns * (1 << 40) + day  # one bin per (namespace, day)
-            keys, inverse = np.unique(key, return_inverse=True)
-            count = np.bincount(inverse, weights=part)
-            sums = [np.bincount(inverse, weights=amounts[:, j] * part) for j in range(len(RESOURCES))] \
-                if amounts is not None else []
-            for k, packed in enumerate(keys.tolist()):
-                row = self.daily[names[packed >> 40]].setdefault(packed & ((1 << 40) - 1), [0.0] * size)
-                row[count_column] += float(count[k])
-                for j, column in enumerate(sums):
-                    row[j] += float(column[k])
-            day = day + DAY
-            more = hi > day
-            ns, lo, hi, day = ns[more], lo[more], hi[more], day[more]
-            amounts = amounts[more] if amounts is not None else None
+        ran = started & (end > start)
+        waited = queued_end > create
+        one = np.ones(len(chunk), dtype=np.int64)
+        run_weights = np.stack(amounts + [np.zeros(len(chunk), dtype=np.int64), one], axis=1)[ran]
+        queue_weights = np.stack([one], axis=1)[waited]
+        for at, sign, keep, weights, first in ((end, 1, ran, run_weights, 0), (start, -1, ran, run_weights, 0),
+                                              (queued_end, 1, waited, queue_weights, len(RESOURCES)),
+                                              (create, -1, waited, queue_weights, len(RESOURCES))):
+            x = at[keep]
+            offset = x % DAY
+            keys, sums = _sum_by(ns[keep] << 32 | (x // DAY), np.concatenate([weights, weights * offset[:, None]], axis=1))
+            width = weights.shape[1]
+            for key, values in zip(keys.tolist(), sums.tolist()):
+                row = ends[names[key >> 32]].setdefault((key & 0xFFFFFFFF) * DAY, [0] * (2 * WIDTH))
+                for j in range(width):
+                    row[first + j] += sign * values[j]
+                    row[WIDTH + first + j] += sign * values[width + j]
+        # per owner: resource-seconds of the allocations that ran
+        pairs = list(compress(zip(columns[0], columns[1]), ran.tolist()))
+        if pairs:
+            owners = list(set(pairs))
+            codes = np.fromiter(map({p: i for i, p in enumerate(owners)}.__getitem__, pairs), np.int64, len(pairs))
+            secs = (end - start)[ran]
+            keys, sums = _sum_by(codes, np.stack(amounts, axis=1)[ran] * secs[:, None])
+            for key, values in zip(keys.tolist(), sums.tolist()):
+                namespace, owner = owners[key]
+                row = self.users[namespace].setdefault(owner or NO_OWNER, [0] * len(RESOURCES))
+                for j, value in enumerate(values):
+                    row[j] += value
 
     def tables(self, namespace: str) -> dict[str, list[list[object]]]:
         """The three PAPI tables of one namespace (header row first)."""
         ns_days = self.daily.get(namespace, {})
+        per_day = SCALE + (1, 1)
         series: list[list[object]] = [list(TIMESERIES)]
         if ns_days:
             first, last = min(ns_days), max(ns_days)
-            zero = [0.0] * (len(RESOURCES) + 2)
+            zero = [0] * WIDTH
             for day in range(first, last + DAY, DAY):
-                series.append([iso_day(day)] + [round(v / DAY) for v in ns_days.get(day, zero)])
+                series.append([iso_day(day)] + [round(v / (k * DAY)) for v, k in zip(ns_days.get(day, zero), per_day)])
         users: list[list[object]] = [list(USERS)]
-        totals = [0.0] * len(RESOURCES)
+        totals = [0] * len(RESOURCES)
         for owner, values in sorted(self.users.get(namespace, {}).items()):
-            users.append([owner] + [round(v / DAY) for v in values])
+            users.append([owner] + [round(v / (k * DAY)) for v, k in zip(values, SCALE)])
             totals = [a + b for a, b in zip(totals, values)]
-        full: list[list[object]] = [list(RESOURCES), [round(v / DAY) for v in totals]]
+        full: list[list[object]] = [list(RESOURCES), [round(v / (k * DAY)) for v, k in zip(totals, SCALE)]]
         return {"timeseries": series, "users-agg": users, "full-agg": full}
 
     def namespaces(self) -> list[str]:
         return sorted(set(self.daily) | set(self.users))
+
+
+def _sum_by(keys: Any, values: Any) -> tuple[Any, Any]:
+    """Distinct keys (sorted) and the exact int64 column sums of the rows of each."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    if not len(keys):
+        return keys, values[:0]
+    starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1))
+    return keys[starts], np.add.reduceat(values[order], starts, axis=0)
 
 
 def write_summaries(summaries: Summaries, out_dir: Path, namespaces: Iterable[str] = ()) -> list[Path]:
