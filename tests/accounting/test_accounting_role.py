@@ -8,82 +8,25 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from oslo_config import cfg
+from role_render import ROLE, render_role
 
 from ai4os_kit.accounting.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-ROLE = ROOT / "roles" / "accounting"
-PLAYBOOK = """
-- name: Render the accounting role's templates
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  vars_files:
-    - {root}/inventories/sample/platform.yml
-    - {root}/inventories/sample/sites.yml
-    - {role}/defaults/main.yml
-    - {role}/vars/main.yml
-    - {out}/site-vars.yml    # what an operator sets in the inventory (vars_files win over play vars)
-  vars:
-    out: {out}
-  tasks:
-    - name: Render the configuration files
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item }}}}.j2"
-        dest: "{{{{ out }}}}/{{{{ item }}}}"
-        mode: "0600"
-      loop: [accounting.yml, nomad-policy.hcl, ssm-sender.cfg]
-    - name: Render the services
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item.src }}}}"
-        dest: "{{{{ out }}}}/{{{{ item.unit }}}}.service"
-        mode: "0600"
-      loop: "{{{{ accounting_units }}}}"
-    - name: Render the timers
-      ansible.builtin.template:
-        src: "{role}/templates/timer.j2"
-        dest: "{{{{ out }}}}/{{{{ item.unit }}}}.timer"
-        mode: "0600"
-      loop: "{{{{ accounting_units }}}}"
-      vars:
-        accounting_timer: "{{{{ item }}}}"
-    - name: Render cASO's configuration
-      ansible.builtin.template:
-        src: "{role}/templates/caso.conf.j2"
-        dest: "{{{{ out }}}}/caso-{{{{ item.name }}}}.conf"
-        mode: "0600"
-      loop: "{{{{ accounting_caso_sites }}}}"
-    - name: Render cASO's unit
-      ansible.builtin.template:
-        src: "{role}/templates/caso.service.j2"
-        dest: "{{{{ out }}}}/caso-{{{{ item.name }}}}.service"
-        mode: "0600"
-      loop: "{{{{ accounting_caso_sites }}}}"
-"""
+CESNET = {"name": "cesnet", "site_name": "CESNET-MCC", "auth_url": "https://keystone.cesnet.example.org:5000/v3",
+          "username": "ai4os-accounting", "password": "not-a-real-password"}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rendered")
-    (out / "site-vars.yml").write_text(yaml.safe_dump({"accounting_caso_sites": [{
-        "name": "cesnet", "site_name": "CESNET-MCC", "auth_url": "https://keystone.cesnet.example.org:5000/v3",
-        "application_credential_id": "0a1b2c", "application_credential_secret": "not-a-real-secret"}]}))
-    book = out / "render.yml"
-    book.write_text(PLAYBOOK.format(root=ROOT, role=ROLE, out=out))
-    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-e",
-                           f"ansible_python_interpreter={sys.executable}", str(book)],
-                          cwd=out, env=env, capture_output=True, text=True, timeout=300)
+    proc = render_role(out, {"accounting_caso_sites": [CESNET]})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
@@ -120,6 +63,42 @@ def test_caso_accepts_its_configuration(rendered: Path) -> None:
     assert conf.messengers == ["ssm"] and conf.extractor == ["nova"]
     assert conf.ssm.output_path == "/var/spool/apel/outgoing/ai4os"
     assert conf.accelerator.model_key == "Accelerator:Model"
+    assert "\nprojects = " not in (rendered / "caso-cesnet.conf").read_text()  # found by tag
+    # the Keystone credentials load as cASO loads them (keystoneauth's conf loader), without contacting Keystone
+    from keystoneauth1 import loading
+
+    ks = cfg.ConfigOpts()
+    loading.register_auth_conf_options(ks, "keystone_auth")
+    ks(args=[], project="caso", default_config_files=[str(rendered / "caso-cesnet.conf")])
+    plugin = loading.load_auth_from_conf_options(ks, "keystone_auth", project_id="p1")
+    ids = plugin.get_cache_id_elements()
+    assert type(plugin).__name__ == "Password"
+    assert {k: ids[k] for k in ("auth_url", "username", "password", "user_domain_name", "project_id")} == {
+        "auth_url": CESNET["auth_url"], "username": "ai4os-accounting", "password": "not-a-real-password",
+        "user_domain_name": "Default", "project_id": "p1"}
+    assert ids["project_domain_name"] == "Default"  # cASO retries by project name, which needs the domain
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"application_credential_id": "0a1b", "application_credential_secret": "s"},
+     "cASO cannot use an application credential"),
+    ({"password": ""}, "username and password of a Keystone user with the reader role"),
+    ({"auth_url": "keystone:5000"}, "auth_url (http(s)://...)"),
+    ({"projects": "p1"}, "projects, if given, is a list of project ids"),
+])
+def test_caso_site_without_what_caso_needs_is_refused(tmp_path: Path, change: dict[str, str], message: str) -> None:
+    proc = render_role(tmp_path, {"accounting_caso_sites": [{**CESNET, **change}]})
+    assert proc.returncode != 0
+    assert "accounting_caso_sites[0] (cesnet)" in proc.stdout and message in " ".join(proc.stdout.split())
+    assert "not-a-real-password" not in proc.stdout + proc.stderr and not (tmp_path / "caso-cesnet.conf").exists()
+
+
+def test_caso_projects_listed_for_a_user_without_the_system_role(tmp_path: Path) -> None:
+    proc = render_role(tmp_path, {"accounting_caso_sites": [{**CESNET, "projects": ["p1", "p2"]}]})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    caso_conf = configparser.ConfigParser(interpolation=None)
+    caso_conf.read(tmp_path / "caso-cesnet.conf")
+    assert caso_conf["DEFAULT"]["projects"] == "p1,p2"
 
 
 def test_systemd_units(rendered: Path) -> None:
