@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import yaml
 from dirq.QueueSimple import QueueSimple
@@ -219,3 +220,12 @@ def test_summaries_from_the_store_equal_the_day_by_day_reference(tmp_path_factor
     assert (dict(fast.daily), dict(fast.users)) == (dict(reference.daily), dict(reference.users))
     for namespace in reference.namespaces():
         assert fast.tables(namespace) == reference.tables(namespace)
+
+
+def test_summary_sums_stay_exact_beyond_int64() -> None:
+    """Rows whose int64 sum would overflow are summed in parts and added as Python integers."""
+    from ai4os_kit.accounting.summary import _exact_sums
+
+    big = 2**61
+    sums = _exact_sums(np.array([0, 2, 0, 0, 2]), np.array([[big, 1], [5, 1], [big, 1], [big, 1], [7, 1]]), 3)
+    assert sums == {0: [3 * big, 3], 2: [12, 2]}

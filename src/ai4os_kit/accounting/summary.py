@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -86,19 +85,18 @@ class Summaries:
 
     # -- the fast path
     def add_store(self, store: "Store", now: int) -> "Summaries":
-        """Add every allocation of the store, in chunks of plain columns summed with numpy.
+        """Add every allocation of the store, in chunks of plain integer columns summed with numpy.
 
         No interval is walked day by day: per namespace and UTC day the
         amounts (W) and the amounts times the seconds past midnight (R) of the
         interval ends falling on that day are summed. An interval [lo, hi)
         with amount w uses, on day d, w * (clamp(hi - d, 0, DAY) - clamp(lo - d,
         0, DAY)); summed over intervals that is DAY * (W of the days after d)
-        + R(d), for the ends minus the same for the starts. Sums are int64 per
-        chunk (far from overflowing) and Python integers across chunks.
+        + R(d), for the ends minus the same for the starts.
         """
         ends: dict[str, dict[int, list[int]]] = defaultdict(dict)
-        for chunk in store.summary_chunks(self.CHUNK):
-            self._add_chunk(chunk, now, ends)
+        for numbers, keys in store.summary_chunks(self.CHUNK):
+            self._add_chunk(numbers, keys, now, ends)
         for namespace, by_day in ends.items():
             days = self.daily[namespace]
             later = [0] * WIDTH  # W summed over the days after the current one
@@ -114,42 +112,48 @@ class Summaries:
         return self
 
     CHUNK = 100_000
+    RUN_COLUMNS = list(range(len(RESOURCES))) + [len(RESOURCES) + 1]  # the resources, then "running"
+    QUEUE_COLUMNS = [len(RESOURCES)]  # "queued"
 
-    def _add_chunk(self, chunk: list[tuple[Any, ...]], now: int, ends: dict[str, dict[int, list[int]]]) -> None:
-        columns = list(zip(*chunk))
-        names = sorted(set(columns[0]))
-        ns = np.fromiter(map({n: i for i, n in enumerate(names)}.__getitem__, columns[0]), np.int64, len(chunk))
-        create, start, end, *amounts = (np.array(c, dtype=np.int64) for c in columns[2:])
+    def _add_chunk(self, numbers: list[tuple[int, ...]], keys: list[tuple[str, str | None]], now: int,
+                   ends: dict[str, dict[int, list[int]]]) -> None:
+        pairs = list(set(keys))  # (namespace, owner), indexed by code
+        owner = np.fromiter(map({k: i for i, k in enumerate(pairs)}.__getitem__, keys), np.int64, len(keys))
+        names = sorted({n for n, _ in pairs})
+        ns = np.array([names.index(n) for n, _ in pairs], dtype=np.int64)[owner]
+        num = np.array(numbers, dtype=np.int64).reshape(len(numbers), 8)
+        create, start, end, amounts = num[:, 0], num[:, 1], num[:, 2], num[:, 3:]
         started = start >= 0
         end = np.minimum(np.where(end >= 0, end, now), now)
         queued_end = np.minimum(np.where(started, start, end), now)
         ran = started & (end > start)
         waited = queued_end > create
-        one = np.ones(len(chunk), dtype=np.int64)
-        run_weights = np.stack(amounts + [np.zeros(len(chunk), dtype=np.int64), one], axis=1)[ran]
-        queue_weights = np.stack([one], axis=1)[waited]
-        for at, sign, keep, weights, first in ((end, 1, ran, run_weights, 0), (start, -1, ran, run_weights, 0),
-                                              (queued_end, 1, waited, queue_weights, len(RESOURCES)),
-                                              (create, -1, waited, queue_weights, len(RESOURCES))):
+        run_weights = np.concatenate([amounts[ran], np.ones((int(ran.sum()), 1), np.int64)], axis=1)
+        queue_weights = np.ones((int(waited.sum()), 1), np.int64)
+        for at, sign, keep, weights, columns in ((end, 1, ran, run_weights, self.RUN_COLUMNS),
+                                                 (start, -1, ran, run_weights, self.RUN_COLUMNS),
+                                                 (queued_end, 1, waited, queue_weights, self.QUEUE_COLUMNS),
+                                                 (create, -1, waited, queue_weights, self.QUEUE_COLUMNS)):
+            if not len(weights):
+                continue
             x = at[keep]
-            offset = x % DAY
-            keys, sums = _sum_by(ns[keep] << 32 | (x // DAY), np.concatenate([weights, weights * offset[:, None]], axis=1))
-            width = weights.shape[1]
-            for key, values in zip(keys.tolist(), sums.tolist()):
-                row = ends[names[key >> 32]].setdefault((key & 0xFFFFFFFF) * DAY, [0] * (2 * WIDTH))
-                for j in range(width):
-                    row[first + j] += sign * values[j]
-                    row[WIDTH + first + j] += sign * values[width + j]
+            day = x // DAY
+            first, span = int(day.min()), int(day.max() - day.min()) + 1
+            bins = ns[keep] * span + (day - first)
+            sums = _exact_sums(bins, np.concatenate([weights, weights * (x - day * DAY)[:, None]], axis=1),
+                               len(names) * span)
+            width = len(columns)
+            for b, values in sums.items():
+                row = ends[names[b // span]].setdefault((first + b % span) * DAY, [0] * (2 * WIDTH))
+                for j, column in enumerate(columns):
+                    row[column] += sign * values[j]
+                    row[WIDTH + column] += sign * values[width + j]
         # per owner: resource-seconds of the allocations that ran
-        pairs = list(compress(zip(columns[0], columns[1]), ran.tolist()))
-        if pairs:
-            owners = list(set(pairs))
-            codes = np.fromiter(map({p: i for i, p in enumerate(owners)}.__getitem__, pairs), np.int64, len(pairs))
+        if ran.any():
             secs = (end - start)[ran]
-            keys, sums = _sum_by(codes, np.stack(amounts, axis=1)[ran] * secs[:, None])
-            for key, values in zip(keys.tolist(), sums.tolist()):
-                namespace, owner = owners[key]
-                row = self.users[namespace].setdefault(owner or NO_OWNER, [0] * len(RESOURCES))
+            for code, values in _exact_sums(owner[ran], amounts[ran] * secs[:, None], len(pairs)).items():
+                namespace, who = pairs[code]
+                row = self.users[namespace].setdefault(who or NO_OWNER, [0] * len(RESOURCES))
                 for j, value in enumerate(values):
                     row[j] += value
 
@@ -175,14 +179,25 @@ class Summaries:
         return sorted(set(self.daily) | set(self.users))
 
 
-def _sum_by(keys: Any, values: Any) -> tuple[Any, Any]:
-    """Distinct keys (sorted) and the exact int64 column sums of the rows of each."""
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    if not len(keys):
-        return keys, values[:0]
-    starts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1))
-    return keys[starts], np.add.reduceat(values[order], starts, axis=0)
+def _exact_sums(bins: Any, values: Any, size: int) -> dict[int, list[int]]:
+    """Per bin (0 <= bin < size) that has rows: the exact sums of the columns of its rows, as Python ints.
+
+    Sums are int64 over as many rows at a time as cannot overflow (all of them, for any real usage).
+    """
+    out: dict[int, list[int]] = {}
+    if not len(bins):
+        return out
+    biggest = max(1, int(np.abs(values).max()))
+    step = max(1, (1 << 62) // biggest)
+    for lo in range(0, len(bins), step):
+        part_bins, part = bins[lo:lo + step], values[lo:lo + step]
+        sums = np.zeros((size, values.shape[1]), np.int64)
+        np.add.at(sums, part_bins, part)
+        for b in np.flatnonzero(np.bincount(part_bins, minlength=size)).tolist():
+            row = out.setdefault(b, [0] * values.shape[1])
+            for j, value in enumerate(sums[b].tolist()):
+                row[j] += value
+    return out
 
 
 def write_summaries(summaries: Summaries, out_dir: Path, namespaces: Iterable[str] = ()) -> list[Path]:
