@@ -17,7 +17,7 @@ import pytest
 from molecule_runner import docker_problem, run_scenario
 
 # Sequential on purpose (2-core CI machines); the order puts cheap ones first.
-SCENARIOS = ["preflight", "base", "artifacts", "volumes", "docker", "traefik"]
+SCENARIOS = ["preflight", "base", "artifacts", "volumes", "docker", "traefik", "consul", "nomad", "cluster"]
 
 pytestmark = pytest.mark.integration
 
