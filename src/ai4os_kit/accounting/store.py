@@ -90,8 +90,11 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB: keeps random-key upserts off the disk
+            self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a crash of the process; fsync at checkpoints
+            self.db.execute("PRAGMA cache_size=-131072")  # 128 MiB: the allocation-id index of a million rows fits
+            # Checkpoint once the WAL holds 64 MiB, not 4 MiB: an index page that successive commits rewrite is
+            # copied into the database once per checkpoint, not once per commit (-20 % wall time on a million rows).
+            self.db.execute("PRAGMA wal_autocheckpoint=16384")
             self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise KitError(f"cannot open the accounting store {self.path}: {exc}; "
@@ -207,10 +210,11 @@ class Store:
         while rows := cur.fetchmany(batch):
             yield from map(_usage, rows)
 
-    def summary_chunks(self, size: int = 100_000) -> Iterator[tuple[list[tuple[int, ...]], list[tuple[str, str | None]]]]:
-        """All rows in chunks: (create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs) and (namespace, owner).
+    def summary_chunks(self, size: int = 100_000) -> Iterator[tuple[list[tuple[int, ...]], list[tuple[str]]]]:
+        """All rows in chunks: (create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs) and (owner key,).
 
-        Integers and strings come from two cursors read in step inside one read
+        The owner key is ``namespace NUL owner`` (owner '' when unknown): one string a row costs half of two.
+        Integers and keys come from two cursors read in step inside one read
         transaction (one snapshot, the same row order): numpy takes rows of
         integers whole, much faster than rows mixing in strings.
         """
@@ -219,7 +223,7 @@ class Store:
             numbers = self.db.execute("SELECT create_time, COALESCE(start_time, -1), COALESCE(end_time, -1), "
                                       "cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count FROM allocations "
                                       "ORDER BY rowid")
-            keys = self.db.execute("SELECT namespace, owner FROM allocations ORDER BY rowid")
+            keys = self.db.execute("SELECT namespace || char(0) || COALESCE(owner, '') FROM allocations ORDER BY rowid")
             while rows := numbers.fetchmany(size):
                 yield rows, keys.fetchmany(size)
         finally:

@@ -115,10 +115,11 @@ class Summaries:
     RUN_COLUMNS = list(range(len(RESOURCES))) + [len(RESOURCES) + 1]  # the resources, then "running"
     QUEUE_COLUMNS = [len(RESOURCES)]  # "queued"
 
-    def _add_chunk(self, numbers: list[tuple[int, ...]], keys: list[tuple[str, str | None]], now: int,
+    def _add_chunk(self, numbers: list[tuple[int, ...]], keys: list[tuple[str]], now: int,
                    ends: dict[str, dict[int, list[int]]]) -> None:
-        pairs = list(set(keys))  # (namespace, owner), indexed by code
-        owner = np.fromiter(map({k: i for i, k in enumerate(pairs)}.__getitem__, keys), np.int64, len(keys))
+        distinct = list(set(keys))  # (namespace NUL owner,), indexed by code
+        owner = np.fromiter(map({k: i for i, k in enumerate(distinct)}.__getitem__, keys), np.int64, len(keys))
+        pairs = [tuple(k.split("\0", 1)) for (k,) in distinct]  # (namespace, owner)
         names = sorted({n for n, _ in pairs})
         ns = np.array([names.index(n) for n, _ in pairs], dtype=np.int64)[owner]
         num = np.array(numbers, dtype=np.int64).reshape(len(numbers), 8)
@@ -187,7 +188,7 @@ def _exact_sums(bins: Any, values: Any, size: int) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     if not len(bins):
         return out
-    biggest = max(1, int(np.abs(values).max()))
+    biggest = max(1, int(values.max()), -int(values.min()))
     step = max(1, (1 << 62) // biggest)
     for lo in range(0, len(bins), step):
         part_bins, part = bins[lo:lo + step], values[lo:lo + step]
