@@ -5,7 +5,8 @@ Each scenario: create test-bed nodes -> converge -> idempotence (0 changed)
 a missing Docker daemon is a failure; elsewhere the tests skip with the reason.
 A scenario that needs binaries not obtainable here (Nomad, Consul, Vault)
 prints `AI4OS-SKIP: <reason>` and is reported as skipped, never as passed.
-AI4OS_MOLECULE_STRATEGY=mitogen runs them under Mitogen's strategy.
+They run under Mitogen's strategy, the kit's default (ansible.cfg); AI4OS_MOLECULE_STRATEGY=linear
+runs them under Ansible's own.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def testbed() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(testbed: None, scenario: str) -> None:
-    outcome = run_scenario(scenario, strategy=os.environ.get("AI4OS_MOLECULE_STRATEGY", "linear"))
+    outcome = run_scenario(scenario, strategy=os.environ.get("AI4OS_MOLECULE_STRATEGY", "mitogen"))
     if outcome.returncode == 0 and outcome.skip_reason:
         pytest.skip(f"{scenario}: {outcome.skip_reason}")
     assert outcome.returncode == 0, (
