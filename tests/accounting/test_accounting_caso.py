@@ -15,7 +15,6 @@ the system.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -24,12 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openstack_testbed
 import pytest
 import yaml
 from apel_queue import queued_records
 from role_render import ROLE, render_role
 
-CLOUDS = Path(os.environ.get("AI4OS_OPENSTACK_CLOUDS", "/var/tmp/ai4os-openstack/clouds.yaml"))
 ADMIN_CLOUD = "ai4os-testbed-admin"
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 VO = "vo.caso-test.ai4os.eu"
@@ -43,24 +42,8 @@ pytestmark = pytest.mark.integration
 
 def _admin() -> Any:
     """An admin connection to the test-bed; fails in CI, skips elsewhere when the test-bed is not up."""
-    problem = None
-    if not CLOUDS.is_file():
-        problem = f"no test-bed clouds.yaml at {CLOUDS} (run scripts/openstack-testbed/{{install,start,bootstrap}}.sh)"
-    else:
-        try:
-            import openstack
-            from openstack.config import loader
-
-            conn = openstack.connection.Connection(
-                config=loader.OpenStackConfig(config_files=[str(CLOUDS)]).get_one(cloud=ADMIN_CLOUD))
-            conn.authorize()
-            next(iter(conn.compute.flavors()), None)
-            return conn
-        except Exception as exc:  # any failure means: not usable
-            problem = f"the local OpenStack test-bed does not answer ({type(exc).__name__}: {exc})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must start the OpenStack test-bed (.ci/setup.d/20-openstack.sh): {problem}")
-    pytest.skip(problem)
+    openstack_testbed.require(ADMIN_CLOUD)
+    return openstack_testbed.connect(ADMIN_CLOUD)
 
 
 def _wait(what: str, done: Any) -> Any:

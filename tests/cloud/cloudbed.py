@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "inventories" / "sample"
-CLOUDS = Path(os.environ.get("AI4OS_OPENSTACK_CLOUDS", "/var/tmp/ai4os-openstack/clouds.yaml"))
-CLOUD = "ai4os-testbed"
+from openstack_testbed import CLOUD, CLOUDS  # noqa: F401 (re-exported for the cloud tests)
 
 # What bootstrap.py creates (scripts/openstack-testbed/bootstrap.py): change together.
 QUOTA_INSTANCES = 20

@@ -8,7 +8,6 @@ are skipped locally with the reason.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,33 +15,14 @@ from typing import Any
 
 import pytest
 
-from cloudbed import CLOUD, CLOUDS
-
-
-def _testbed_problem() -> str | None:
-    if not CLOUDS.is_file():
-        return f"no test-bed clouds.yaml at {CLOUDS} (run scripts/openstack-testbed/{{install,start,bootstrap}}.sh)"
-    try:
-        import openstack
-        from openstack.config import loader
-
-        conn = openstack.connection.Connection(config=loader.OpenStackConfig(config_files=[str(CLOUDS)]).get_one(cloud=CLOUD))
-        conn.authorize()
-        next(iter(conn.compute.flavors()), None)
-    except Exception as exc:  # any failure means: not usable
-        return f"the local OpenStack test-bed does not answer ({type(exc).__name__}: {exc})"
-    return None
+import openstack_testbed
+from cloudbed import CLOUD
 
 
 @pytest.fixture(scope="session")
 def testbed() -> Path:
     """Path of the test-bed's clouds.yaml; fails in CI, skips elsewhere when it is not up."""
-    problem = _testbed_problem()
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must start the OpenStack test-bed (.ci/setup.d/20-openstack.sh): {problem}")
-        pytest.skip(problem)
-    return CLOUDS
+    return openstack_testbed.require()
 
 
 @pytest.fixture

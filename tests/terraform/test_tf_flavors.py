@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+import openstack_testbed
 import pytest
 
 from ai4os_kit.errors import InputError
@@ -82,25 +82,11 @@ def test_no_fitting_flavor_is_an_input_error_naming_the_pool(sample_plan: dict[s
 
 # ------------------------------------------------------------------ against the local OpenStack
 
-CLOUDS = Path(os.environ.get("AI4OS_OPENSTACK_CLOUDS", "/var/tmp/ai4os-openstack/clouds.yaml"))
-
 
 @pytest.fixture
 def testbed_clouds() -> Path:
     """The test-bed's clouds.yaml (.ci/setup.d starts it): missing or silent fails in CI, skips elsewhere."""
-    message = None
-    if not CLOUDS.is_file():
-        message = f"the local OpenStack test-bed is not running ({CLOUDS} missing; scripts/openstack-testbed/start.sh)"
-    else:
-        try:
-            flavors.list_flavors("ai4os-testbed", CLOUDS)
-        except Exception as err:  # noqa: BLE001 - any failure to answer means the test-bed is not up
-            message = f"the local OpenStack test-bed does not answer: {err}"
-    if message:
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return CLOUDS
+    return openstack_testbed.require()
 
 
 @pytest.mark.integration
