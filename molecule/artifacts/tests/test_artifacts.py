@@ -1,12 +1,15 @@
-"""Role artifacts: the verified Traefik release is installed, the tampered one is not."""
+"""Role artifacts: the pinned, signature-checked Traefik release is installed; refused releases left nothing."""
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
+import pytest
+
 MIRROR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "mirror"
 VERSION = (MIRROR / "version").read_text().strip()
-RELEASE = MIRROR / "good" / "traefik" / f"v{VERSION}"
+RELEASE = MIRROR / "signed" / "traefik" / f"v{VERSION}"
 ARCHIVE = f"traefik_v{VERSION}_linux_amd64.tar.gz"
 
 
@@ -16,10 +19,12 @@ def published_sha256() -> str:
     return line[0]
 
 
-def test_archive_on_host_matches_published_checksum(host):
+def test_archive_on_host_matches_the_pin(host):
+    pin = json.loads((MIRROR / "pins.json").read_text())["traefik"][VERSION]["amd64"]
+    assert pin == published_sha256() == hashlib.sha256((RELEASE / ARCHIVE).read_bytes()).hexdigest()
     archive = host.file(f"/opt/ai4os/traefik/{VERSION}/{ARCHIVE}")
     assert archive.exists
-    assert archive.sha256sum == published_sha256()
+    assert archive.sha256sum == pin
 
 
 def test_binary_linked_and_runs(host):
@@ -42,5 +47,6 @@ def test_binary_is_the_release_binary(host):
     assert host.file(f"/opt/ai4os/traefik/{VERSION}/traefik").sha256sum == expected
 
 
-def test_tampered_release_left_nothing(host):
-    assert not host.file("/opt/ai4os-tampered").exists
+@pytest.mark.parametrize("case", ["tampered", "badsig", "wrongkey", "wrongpin", "nopin"])
+def test_refused_releases_left_nothing(host, case):
+    assert not host.file(f"/opt/ai4os-{case}").exists
