@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN ?= $(VENV)/bin
 
-.PHONY: demo test lint yamllint ansible-lint pytest unit docs bench ci
+.PHONY: demo test lint yamllint ansible-lint ruff pytest unit docs bench ci plain-install
 
 $(BIN)/ai4os-kit:
 	python3 -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q -e '.[test]'
@@ -12,13 +12,16 @@ demo: $(BIN)/ai4os-kit  ## the main job on the embedded default: check and plan 
 
 test: lint pytest  ## the whole test suite (what CI runs)
 
-lint: yamllint ansible-lint
+lint: yamllint ansible-lint ruff
 
 yamllint:
 	$(BIN)/yamllint -s .
 
 ansible-lint:
 	$(BIN)/ansible-lint --offline
+
+ruff:  ## undefined names, unused imports and variables (pyflakes rules) in the Python code
+	$(BIN)/ruff check --select F --output-format concise src tests benchmarks plugins scripts setup.py
 
 pytest:
 	$(BIN)/pytest
@@ -31,6 +34,9 @@ docs:  ## regenerate docs/variables.md from the schemas and role defaults
 
 bench:
 	$(BIN)/python benchmarks/plan_scale.py
+
+plain-install:  ## the wheel in fresh venvs without extras / with [accounting] only, as operators install it
+	bash .ci/plain-install.sh
 
 ci:  ## everything from scratch, as CI does
 	bash .ci/run

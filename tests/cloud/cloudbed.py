@@ -51,7 +51,7 @@ def write_inventory(dest: Path, sites: list[dict[str, Any]]) -> Path:
 
 
 def plan_for(dest: Path, sites: list[dict[str, Any]]) -> dict[str, Any]:
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     return build_plan(load_inventory(write_inventory(dest, sites), check_vault=False))

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import openstack_testbed
+import pytest
 from cloudbed import CLOUD
 
 

@@ -2,7 +2,7 @@
 
 The OpenStack Terraform provider cannot be downloaded here, so these helpers
 make the same API objects with openstacksdk: one server per node named like
-the node, the pool's flavor (by name, id, or the one ai4os_kit.terraform.flavors
+the node, the pool's flavor (by name, id, or the one ai4os_kit.cloud.flavors
 picks), the image found by properties, a port on the site network, a
 floating IP where the plan says, and the metadata of node_pool/locals.tf:
 ai4os_platform/site/pool/role, ai4os_groups (comma-joined),
@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ai4os_kit.terraform import flavors as flavor_rules
+from ai4os_kit.cloud import flavors as flavor_rules
 from ai4os_kit.terraform.render import site_arguments
 
 BOOT_TIMEOUT_S = 240

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 import yaml
-
-from ai4os_kit.cloud import checkin, egi_sites
-from ai4os_kit.errors import InputError
 from cloudbed import CLOUD, lab_site, plan_for
+
+from ai4os_kit.cloud import checkin
+from ai4os_kit.model import egi_sites
+from ai4os_kit.errors import InputError
 
 KEYSTONE = "http://127.0.0.1:5000/v3"
 

@@ -32,9 +32,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oidc"))  # the OpenID provider of the OIDC tests
 
 import oidc_op  # noqa: E402
-from ai4os_kit.cloud import checkin, egi_sites  # noqa: E402
-from ai4os_kit.errors import InputError  # noqa: E402
 from cloudbed import CLOUD, lab_site, plan_for  # noqa: E402
+
+from ai4os_kit.cloud import checkin  # noqa: E402
+from ai4os_kit.model import egi_sites  # noqa: E402
+from ai4os_kit.errors import InputError  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

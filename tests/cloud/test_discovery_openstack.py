@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
+from cloudbed import GPUS_ON_HYPERVISOR, lab_site, plan_for
+from servers import create_pool_servers
 
-from ai4os_kit import ansible_inventory
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
-from cloudbed import GPUS_ON_HYPERVISOR, plan_for, lab_site
-from servers import create_pool_servers
+from ai4os_kit.model import ansible_inventory
 
 pytestmark = pytest.mark.integration
 

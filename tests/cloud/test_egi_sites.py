@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cloudbed import write_inventory
 
 from ai4os_kit.cli import main
-from ai4os_kit.cloud import egi_sites
 from ai4os_kit.errors import InputError
-from cloudbed import write_inventory
+from ai4os_kit.model import egi_sites
 
 IFCA = {"name": "ifca", "egi_site": "IFCA-LCG2", "vo": "vo.ai4eosc.eu"}
 
@@ -78,7 +78,7 @@ def test_invalid_site_file_is_rejected_by_egis_schema(tmp_path: Path, monkeypatc
 
 
 def test_inventory_with_unknown_egi_site_is_an_input_error(tmp_path: Path) -> None:
-    from ai4os_kit.inventory import load_inventory
+    from ai4os_kit.model.inventory import load_inventory
 
     site = {"name": "ifca", "egi_site": "NO-SUCH-SITE", "vo": "vo.ai4eosc.eu", "auth": "checkin",
             "location": {"country": "ES"}, "network": {"create": True, "cidr": "10.10.0.0/24"},

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudbed import QUOTA_GIGABYTES, QUOTA_INSTANCES, lab_site, plan_for
 
 from ai4os_kit.cloud import preflight
-from cloudbed import QUOTA_GIGABYTES, QUOTA_INSTANCES, plan_for, lab_site
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +126,9 @@ def test_require_ready_raises_every_failure_as_input_errors(os_env: Path, tmp_pa
 
 
 def test_check_online_command(os_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ai4os_kit.cli import main
     from cloudbed import write_inventory
+
+    from ai4os_kit.cli import main
 
     good = write_inventory(tmp_path / "good", [lab_site()])
     main(["check", "--online", str(good)])

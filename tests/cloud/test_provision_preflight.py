@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudbed import QUOTA_INSTANCES, lab_site, plan_for, write_inventory
+from servers import create_pool_servers
 
 from ai4os_kit.cloud import preflight
 from ai4os_kit.errors import InputErrors
 from ai4os_kit.terraform import provision
-from cloudbed import QUOTA_INSTANCES, lab_site, plan_for, write_inventory
-from servers import create_pool_servers
 
 pytestmark = pytest.mark.integration
 
 
 def _load(inventory: Path) -> dict[str, Any]:
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     return build_plan(load_inventory(inventory, check_vault=False))
 

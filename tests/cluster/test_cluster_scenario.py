@@ -6,9 +6,9 @@ from __future__ import annotations
 import yaml
 from cluster_helpers import DATA, ROOT
 
-from ai4os_kit import ansible_inventory
-from ai4os_kit.inventory import load_inventory
-from ai4os_kit.plan import build_plan
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 
 
 def test_scenario_matches_the_plan() -> None:

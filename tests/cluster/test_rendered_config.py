@@ -3,7 +3,7 @@ parses (python-hcl2) and uses only keys the agents accept (agent_keys/*.yml), an
 what the cluster contract and the security defaults require.
 
 The files are rendered by ansible-playbook from the roles' own templates and defaults,
-with the host variables `ai4os-kit plan` writes (ai4os_kit.ansible_inventory).
+with the host variables `ai4os-kit plan` writes (ai4os_kit.model.ansible_inventory).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 import yaml
 from cluster_helpers import ROOT, run_playbook
 
-from ai4os_kit import ansible_inventory
-from ai4os_kit.inventory import load_inventory
-from ai4os_kit.plan import build_plan
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 
 SAMPLE = ROOT / "inventories" / "sample"
 

@@ -13,14 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oidc_op import OP, PAPI
 
 from ai4os_kit.errors import InputError
-from ai4os_kit.inventory import load_inventory
-from ai4os_kit.oidc import ClaimMapping, OidcError, check_token, discover, map_claims, online_check
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import SAMPLE_INVENTORY
-from ai4os_kit.plan import build_plan
-
-from oidc_op import OP, PAPI
+from ai4os_kit.platform.oidc import (
+    ClaimMapping,
+    OidcError,
+    check_token,
+    discover,
+    map_claims,
+    online_check,
+)
 
 
 @pytest.fixture(scope="module")

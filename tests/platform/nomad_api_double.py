@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlparse
 
 import hcl2
 
-from ai4os_kit.contract import _attr, _blocks
+from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
 
 
 class NomadApiDouble:
@@ -54,10 +54,10 @@ class NomadApiDouble:
 
     @staticmethod
     def _parse(hcl: str) -> dict[str, Any]:
-        name, body = _blocks(hcl2.loads(hcl), "job")[0]
-        return {"ID": name, "Name": name, "Namespace": _attr(body, "namespace", "default"),
-                "Region": _attr(body, "region", "global"), "Datacenters": _attr(body, "datacenters", []),
-                "Type": _attr(body, "type", "service"), "Digest": hashlib.sha256(hcl.encode()).hexdigest()}
+        name, body = hcl_blocks(hcl2.loads(hcl), "job")[0]
+        return {"ID": name, "Name": name, "Namespace": hcl_attr(body, "namespace", "default"),
+                "Region": hcl_attr(body, "region", "global"), "Datacenters": hcl_attr(body, "datacenters", []),
+                "Type": hcl_attr(body, "type", "service"), "Digest": hashlib.sha256(hcl.encode()).hexdigest()}
 
     def respond(self, method: str, url: str, body: Any) -> tuple[int, Any]:
         parsed = urlparse(url)

@@ -23,11 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from ai4os_kit import ansible_inventory
-from ai4os_kit.inventory import load_inventory
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import ROOT, SAMPLE_INVENTORY
-from ai4os_kit.plan import build_plan
 
 PLAYBOOK = ROOT / "playbooks" / "platform.yml"
 H100 = ROOT / "tests" / "cluster" / "data" / "gpu-h100" / "nvidia-smi-query.csv"

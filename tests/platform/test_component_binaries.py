@@ -24,11 +24,10 @@ from pathlib import Path
 
 import hcl2
 import pytest
-
-from ai4os_kit import contract
-from ai4os_kit.paths import ROOT
-
 from platform_render import Rendered, free_port
+
+from ai4os_kit.paths import ROOT
+from ai4os_kit.platform import nomad_job, traefik_rules
 
 FLWR_VERSION = "1.20.0"            # the version of the SuperLink image the flower role renders
 FLWR_VENV = ROOT / ".cache" / "flwr-venv"
@@ -88,9 +87,9 @@ def test_rclone_mounts_the_rendered_webdav_remote(rendered: Rendered, webdav_por
     home.mkdir(parents=True)
     (home / "dataset.csv").write_text("a,b\n1,2\n")
     sidecar = hcl2.loads(rendered.file("storage", "storage-sidecar.hcl").read_text())
-    task_env = contract._blocks(sidecar, "task")[0][1]
-    env_block = contract._blocks(task_env, "env")[0][1]
-    url = str(contract._attr(env_block, "RCLONE_CONFIG_RSHARE_URL")).replace("${RCLONE_USER}", "alice")
+    task_env = nomad_job.hcl_blocks(sidecar, "task")[0][1]
+    env_block = nomad_job.hcl_blocks(task_env, "env")[0][1]
+    url = str(nomad_job.hcl_attr(env_block, "RCLONE_CONFIG_RSHARE_URL")).replace("${RCLONE_USER}", "alice")
     assert url == f"https://127.0.0.1:{webdav_port}/remote.php/dav/files/alice"
     cert, key = _self_signed(tmp_path)
     server = subprocess.Popen([rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{webdav_port}",
@@ -223,11 +222,11 @@ def test_real_traefik_routes_every_rendered_router(rendered: Rendered, tmp_path:
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     routers: dict[str, str] = {}
     for job in rendered.jobs():
-        parsed = contract.parse_job(job.read_text())
+        parsed = nomad_job.parse_job(job.read_text())
         for group in parsed.groups:
             for name, tags in group.services:
-                acc = contract._Routers()
-                contract._collect_traefik(tags, name, acc)
+                acc = traefik_rules.Routers()
+                traefik_rules.collect_routers(tags, name, acc)
                 routers.update({r: v["rule"] for r, v in acc.routers.items() if "rule" in v})
     assert {"papi", "dashboard", "grafana", "oauth2-proxy", "admin-nomad", "vault", "mlflow", "flower"} <= set(routers)
     port = free_port()
@@ -255,7 +254,7 @@ def test_real_traefik_routes_every_rendered_router(rendered: Rendered, tmp_path:
 
     try:
         _wait_port(port, proc)
-        hosts = {name: contract.parse_rule(rule)[0][1][0] for name, rule in routers.items()}
+        hosts = {name: traefik_rules.parse_rule(rule)[0][1][0] for name, rule in routers.items()}
         deadline = time.monotonic() + 30
         while get(hosts["papi"])[0] != 200 and time.monotonic() < deadline:   # the file provider loads async
             time.sleep(0.3)

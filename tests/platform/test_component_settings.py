@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 import yaml
+from platform_render import SECRETS, make_inventory, render
 
 from ai4os_kit.cli import main
-from ai4os_kit.component_rules import RULES, check_component_settings, known_settings
+from ai4os_kit.model.component_rules import (
+    RULES,
+    check_component_settings,
+    known_settings,
+)
 from ai4os_kit.paths import ROOT, SAMPLE_INVENTORY
-
-from platform_render import SECRETS, make_inventory, render
 
 FILE = "inv/platform.yml"
 

@@ -10,11 +10,10 @@ from pathlib import Path
 import hcl2
 import pytest
 import yaml
-
-from ai4os_kit import contract
-from ai4os_kit.contract import Contract, check_files, check_jobs, parse_job
-
 from platform_render import Rendered, render
+
+from ai4os_kit.platform import traefik_rules
+from ai4os_kit.platform.contract import Contract, check_files, check_jobs, parse_job
 
 JOBS = ["dashboard", "docuum", "flower", "mlflow", "monitoring", "node-admission", "node-exporter",
         "oauth2-proxy", "papi", "storage-probe", "vault"]
@@ -193,11 +192,11 @@ def test_unparsable_job_is_reported(rendered: Rendered, tmp_path: Path) -> None:
 
 
 def test_rule_parser() -> None:
-    assert contract.parse_rule("Host(`a.b.org`) && (PathPrefix(`/x`) || !Method(`GET`))") == [
+    assert traefik_rules.parse_rule("Host(`a.b.org`) && (PathPrefix(`/x`) || !Method(`GET`))") == [
         ("Host", ["a.b.org"]), ("PathPrefix", ["/x"]), ("Method", ["GET"])]
     for bad in ("Host(a.b.org)", "Hots(`a.b.org`)", "Host(`a.b.org`) &&", "Host(`a`)) "):
         with pytest.raises(ValueError):
-            contract.parse_rule(bad)
+            traefik_rules.parse_rule(bad)
 
 
 def test_contract_cli(rendered: Rendered) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ai4os_kit.inventory import load_inventory
-from ai4os_kit.plan import build_plan
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "inventories" / "sample"

@@ -8,8 +8,9 @@ from typing import Any
 import openstack_testbed
 import pytest
 
+from ai4os_kit.cloud import flavors
 from ai4os_kit.errors import InputError
-from ai4os_kit.terraform import flavors, render
+from ai4os_kit.terraform import render
 
 A100 = {"Accelerator:Type": "GPU", "Accelerator:Vendor": "NVIDIA", "Accelerator:Model": "A100 80GB PCIe"}
 # Shaped like `openstack flavor list --long` on a GPU site.

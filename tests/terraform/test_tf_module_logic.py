@@ -16,6 +16,7 @@ import pytest
 import tfharness
 import yaml
 
+from ai4os_kit.model import node_contract
 from ai4os_kit.terraform import render
 
 MODULES = tfharness.MODULES
@@ -53,7 +54,7 @@ def test_node_pool_metadata_is_the_discovery_contract(terraform: str, tmp_path: 
 
 def test_python_server_metadata_equals_what_node_pool_sets(terraform: str, sample_plan: dict[str, Any],
                                                           tmp_path: Path) -> None:
-    """render.server_metadata (used by discovery and its tests) is what Terraform computes."""
+    """node_contract.server_metadata (used by discovery and its tests) is what Terraform computes."""
     root = render.render_root(sample_plan, tmp_path / "root")
     platform = sample_plan["platform"]["name"]
     checked = 0
@@ -67,7 +68,7 @@ def test_python_server_metadata_equals_what_node_pool_sets(terraform: str, sampl
             values = tfharness.evaluate_locals(MODULES / "node_pool", variables, tmp_path / call["site"] / pool_name)
             assert isinstance(values, dict)
             for node in (n for n in sample_plan["nodes"] if n["site"] == call["site"] and n["pool"] == pool_name):
-                assert render.server_metadata(platform, node) == values["metadata"][node["name"]]
+                assert node_contract.server_metadata(platform, node) == values["metadata"][node["name"]]
                 checked += 1
     assert checked == sum(1 for n in sample_plan["nodes"] if n["pool"] in ("server", "gpu", "cpu"))
 

@@ -21,9 +21,9 @@ import pytest
 import tfharness
 import yaml
 
-from ai4os_kit import ansible_inventory
 from ai4os_kit.cli import main
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.model import ansible_inventory
 from ai4os_kit.terraform import provision, render
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import tfharness
 
+from ai4os_kit.model.plan import cloud_sites
 from ai4os_kit.terraform import render
 
 WORLD = {"0.0.0.0/0", "::/0"}
@@ -29,7 +30,7 @@ def _allowed_cidrs(plan: dict[str, Any], site_name: str, exposure: str) -> set[s
         "public": WORLD,
         "operator": set(site["ssh"]["allowed_cidrs"]),
         "site": {site["network"]["cidr"]},
-        "federation": {s["network"]["cidr"] for s in render.cloud_sites(plan)},
+        "federation": {s["network"]["cidr"] for s in cloud_sites(plan)},
     }.get(exposure, set())
 
 
@@ -51,7 +52,7 @@ def test_every_port_of_the_table_is_opened_where_it_listens(sample_plan: dict[st
     """The converse: nothing the platform needs is missing."""
     opened = {(site, role, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
               for site, role, r in _rendered_rules(sample_plan, tmp_path)}
-    for site in render.cloud_sites(sample_plan):
+    for site in cloud_sites(sample_plan):
         roles = {pool["role"] for pool in site["pools"]}
         for port in sample_plan["ports"]:
             for role in roles & set(port["node_roles"]):
@@ -83,8 +84,8 @@ def test_ssh_from_outside_only_reaches_the_bastion(sample_plan: dict[str, Any], 
 @pytest.mark.parametrize(("protocol", "port"), [("udp", 8302), ("tcp", 8302), ("udp", 4648), ("tcp", 4648), ("tcp", 4647)])
 def test_federation_gossip_and_rpc_between_the_site_cidrs(sample_plan: dict[str, Any], tmp_path: Path,
                                                           protocol: str, port: int) -> None:
-    cidrs = {s["network"]["cidr"] for s in render.cloud_sites(sample_plan)}
-    for site in render.cloud_sites(sample_plan):
+    cidrs = {s["network"]["cidr"] for s in cloud_sites(sample_plan)}
+    for site in cloud_sites(sample_plan):
         sources = {r["remote_cidr"] for s, role, r in _rendered_rules(sample_plan, tmp_path)
                    if s == site["name"] and role == "server" and r["protocol"] == protocol and r["port_min"] == port}
         assert sources == cidrs, f"{site['name']}: {protocol}/{port} from {sources}"

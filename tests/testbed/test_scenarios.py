@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from molecule_runner import docker_problem, run_scenario
 
 # Sequential on purpose (2-core CI machines); the order puts cheap ones first.

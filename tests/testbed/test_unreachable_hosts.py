@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from molecule_runner import docker_problem
 
 ROOT = Path(__file__).resolve().parents[2]

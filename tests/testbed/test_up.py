@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
-
 from molecule_runner import docker_problem
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ai4os_kit.catalog import load_catalog, parse_catalog, resolve
 from ai4os_kit.errors import InputError
+from ai4os_kit.model.catalog import load_catalog, parse_catalog, resolve
 
 
 def test_catalogue_has_every_required_component() -> None:

@@ -5,9 +5,9 @@ import json
 import re
 from pathlib import Path
 
-from ai4os_kit import ansible_inventory
-from ai4os_kit.inventory import load_inventory
-from ai4os_kit.plan import build_plan
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.inventory import load_inventory
+from ai4os_kit.model.plan import build_plan
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -93,3 +93,24 @@ def test_ansible_inventory_render(sample_inventory: Path) -> None:
     assert hosts["ifca-cpu-1"]["ansible_host"] == "10.10.0.5"
     assert hosts["ifca-gpu-1"]["ai4os_node_meta"]["tags"] == "gpu"
     assert set(inv["all"]["children"]["gpu"]["hosts"]) == {"ifca-gpu-1", "ifca-gpu-2"}
+
+
+def test_hosts_file_carries_what_the_plan_derived(sample_inventory: Path) -> None:
+    """Roles read sites, datacenters per role, components and each node's ports from hosts.yml."""
+    plan = sample_plan(sample_inventory)
+    inv = ansible_inventory.render(plan)["all"]
+    sites = {s["name"]: s for s in inv["vars"]["ai4os_plan_sites"]}
+    assert sites["ifca"]["domain"] == "ifca.ai4os.example.org" and sites["ifca"]["location"]["pue"] == 1.3
+    assert inv["vars"]["ai4os_plan_datacenters"]["gpu"] == ["ifca"]
+    assert inv["vars"]["ai4os_plan_datacenters"]["cpu"] == ["cesnet", "ifca"]
+    assert "papi" in inv["vars"]["ai4os_plan_components"] and "mlflow" not in inv["vars"]["ai4os_plan_components"]
+    server_ports = {(p["name"], p["port_min"]) for p in inv["children"]["server"]["vars"]["ai4os_node_ports"]}
+    ingress_ports = {(p["name"], p["port_min"]) for p in inv["children"]["ingress"]["vars"]["ai4os_node_ports"]}
+    assert ("consul-server-rpc", 8300) in server_ports and ("https", 443) not in server_ports
+    assert ("https", 443) in ingress_ports and ("consul-server-rpc", 8300) not in ingress_ports
+    # every row of the plan's port table reaches exactly the roles it names
+    for port in plan["ports"]:
+        for role in port["node_roles"]:
+            rows = inv["children"].get(role, {}).get("vars", {}).get("ai4os_node_ports", [])
+            if role in inv["children"]:
+                assert any(r["name"] == port["name"] and r["component"] == port["component"] for r in rows)

@@ -6,7 +6,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ai4os_kit.cli import main
-from ai4os_kit.secrets import read_secrets
+from ai4os_kit.model.secrets import read_secrets
 
 
 def test_secrets_generated_once_and_never_rotated(sample_inventory: Path, capsys, monkeypatch) -> None:
@@ -43,7 +43,7 @@ def test_rotate_only_the_named_secret(sample_inventory: Path, monkeypatch) -> No
 
 
 def test_operator_secrets_are_kept(sample_inventory: Path, monkeypatch) -> None:
-    from ai4os_kit import secrets as mod
+    from ai4os_kit.model import secrets as mod
     monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
     assert main(["secrets", str(sample_inventory)]) == 0
     pw = sample_inventory / ".vault-pass"

@@ -29,8 +29,13 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
-from ai4os_kit.cloud.egi_sites import IDENTITY_PROVIDER, EgiSite, ResolvedSite, resolve_plan
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.model.egi_sites import (
+    IDENTITY_PROVIDER,
+    EgiSite,
+    ResolvedSite,
+    resolve_plan,
+)
 
 TOKEN_ENV_VARS = ("AI4OS_ACCESS_TOKEN", "OIDC_ACCESS_TOKEN", "EGI_ACCESS_TOKEN")
 AGENT_ACCOUNT_ENV = "OIDC_AGENT_ACCOUNT"

@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any
 
-from ai4os_kit.cloud import egi_sites
 from ai4os_kit.errors import InputError
+from ai4os_kit.model import egi_sites
 
 
 def _say(line: str = "") -> None:
@@ -56,10 +56,10 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    from ai4os_kit import ansible_inventory
     from ai4os_kit.cloud import discovery
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model import ansible_inventory
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     if not args.from_cloud:
         raise InputError("command line", "--from-cloud", "nothing to do",

@@ -20,8 +20,7 @@ from openstack.config import loader
 
 from ai4os_kit.cloud.checkin import cloud_name
 from ai4os_kit.errors import InputError, KitError
-
-SITES_FILE = "sites.yml"
+from ai4os_kit.paths import SITES_FILE
 
 
 def connect(site: Mapping[str, Any], index: int, kit_clouds: Path | None = None,

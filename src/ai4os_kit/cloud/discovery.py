@@ -27,13 +27,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ai4os_kit import ansible_inventory
 from ai4os_kit.cloud.connect import site_connections
 from ai4os_kit.errors import KitError
-from ai4os_kit.terraform.provision import connection_vars
-
-META_PLATFORM, META_SITE, META_POOL, META_ROLE = "ai4os_platform", "ai4os_site", "ai4os_pool", "ai4os_role"
-META_GROUPS, META_NODE_META = "ai4os_groups", "ai4os_node_meta"
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.node_contract import (
+    META_GROUPS,
+    META_NODE_META,
+    META_PLATFORM,
+    META_POOL,
+    META_ROLE,
+    META_SITE,
+    REQUIRED_METADATA,
+    connection_vars,
+)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def parse_server(server: Any, platform: str,
     meta = dict(server.metadata or {})
     if meta.get(META_PLATFORM) != platform:
         return None
-    missing = [k for k in (META_SITE, META_POOL, META_ROLE, META_GROUPS) if k not in meta]
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise KitError(f"server {server.name} ({server.id}) belongs to platform {platform} but lacks metadata "
                        f"{', '.join(missing)}; set it (openstack server set --property ...) or recreate the server")

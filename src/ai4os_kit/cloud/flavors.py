@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ai4os_kit.cloud.checkin import cloud_name
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.model.plan import cloud_sites
+from ai4os_kit.paths import SITES_FILE
 
-SITES_FILE = "sites.yml"
 FlavorIds = dict[tuple[str, str], str]
 
 
@@ -142,7 +144,5 @@ def list_flavors(cloud: str, clouds_file: Path) -> list[dict[str, Any]]:
 
 def resolve(plan: Mapping[str, Any], clouds_file: Path) -> FlavorIds:
     """Flavor ids for the plan's requirements-only pools, asking each site's cloud."""
-    from ai4os_kit.terraform.render import cloud_name, cloud_sites
-
     wanted = [s for s in cloud_sites(plan) if any(by_requirements(p) for p in s["pools"])]
     return choose(plan, {s["name"]: list_flavors(cloud_name(s), clouds_file) for s in wanted})

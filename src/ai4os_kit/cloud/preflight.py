@@ -17,10 +17,16 @@ from typing import Any
 import openstack
 from openstack import exceptions as os_exc
 
-from ai4os_kit.cloud.connect import SITES_FILE, site_connections
+from ai4os_kit.cloud import flavors as flavor_rules
+from ai4os_kit.cloud.connect import site_connections
 from ai4os_kit.errors import InputError, InputErrors, KitError
-from ai4os_kit.terraform import flavors as flavor_rules
-from ai4os_kit.terraform.render import SERVER_GROUP_POLICY
+from ai4os_kit.model.node_contract import (
+    META_PLATFORM,
+    META_POOL,
+    META_SITE,
+    SERVER_GROUP_POLICY,
+)
+from ai4os_kit.paths import SITES_FILE
 
 OK, FAIL, WARN = "OK", "FAIL", "WARN"
 UNLIMITED = -1
@@ -54,7 +60,7 @@ class Need:
 # ------------------------------------------------------------------ flavors
 
 def list_flavors(conn: openstack.connection.Connection) -> list[dict[str, Any]]:
-    """Flavors the project sees, with extra specs (the shape ai4os_kit.terraform.flavors matches)."""
+    """Flavors the project sees, with extra specs (the shape ai4os_kit.cloud.flavors matches)."""
     with_specs = (f if f.extra_specs is not None else conn.compute.fetch_flavor_extra_specs(f)
                   for f in conn.compute.flavors(details=True))
     return [flavor_rules.flavor_dict(f) for f in with_specs]
@@ -253,7 +259,6 @@ def find_present(conn: openstack.connection.Connection, site: Mapping[str, Any],
     of the plan, and their name is one of that pool's nodes (what node_pool
     creates); security groups and the network by the names the site module gives.
     """
-    from ai4os_kit.cloud.discovery import META_PLATFORM, META_POOL, META_SITE  # noqa: PLC0415 (import cycle)
 
     members = {pool["name"]: set(pool.get("nodes") or ()) for pool in site["pools"]}
     servers: dict[str, int] = {}

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-HOSTS_FILE = "hosts.yml"
+from ai4os_kit.model.catalog import NODE_ROLES
+from ai4os_kit.paths import HOSTS_FILE
 
 
 def node_hostvars(node: dict[str, Any]) -> dict[str, Any]:
@@ -34,13 +35,40 @@ def node_hostvars(node: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def plan_vars(plan: dict[str, Any]) -> dict[str, Any]:
+    """Facts the plan derived that roles read (``all.vars``): never re-derived in Jinja.
+
+    ai4os_plan_sites        name, datacenter, domain, location, testbed of every site
+    ai4os_plan_datacenters  node role -> datacenters that have nodes of that role
+    ai4os_plan_components   names of the switched-on components (requirements included)
+    """
+    datacenters: dict[str, list[str]] = {role: [] for role in NODE_ROLES}
+    for node in plan["nodes"]:
+        if node["datacenter"] not in datacenters[node["role"]]:
+            datacenters[node["role"]].append(node["datacenter"])
+    return {
+        "ai4os_plan_sites": [{"name": s["name"], "datacenter": s["datacenter"], "domain": s["domain"],
+                              "location": dict(s["location"]), "testbed": s["testbed"]} for s in plan["sites"]],
+        "ai4os_plan_datacenters": {role: sorted(dcs) for role, dcs in datacenters.items()},
+        "ai4os_plan_components": sorted(name for name, c in plan["components"].items() if c["enabled"]),
+    }
+
+
+def role_ports(plan: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Node role -> the port table rows that listen on nodes of that role (``ai4os_node_ports``)."""
+    keys = ("component", "name", "protocol", "port_min", "port_max", "exposure")
+    return {role: [{k: port[k] for k in keys} for port in plan["ports"] if role in port["node_roles"]]
+            for role in NODE_ROLES}
+
+
 def render(plan: dict[str, Any], addresses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The YAML inventory as a dict.
 
     ``addresses`` maps node name -> connection variables (ansible_host,
     ansible_user, ansible_ssh_common_args, ...), merged into the host vars.
     Test-bed sites connect through the Docker connection to a container named
-    like the node.
+    like the node. Each node role's group carries ``ai4os_node_ports`` (a node
+    is in exactly one role group).
     """
     addresses = addresses or {}
     testbed_sites = {s["name"] for s in plan["sites"] if s["testbed"]}
@@ -52,8 +80,13 @@ def render(plan: dict[str, Any], addresses: dict[str, dict[str, Any]] | None = N
             hv["ansible_host"] = node["name"]
         hv.update(addresses.get(node["name"], {}))
         hosts[node["name"]] = hv
-    children = {group: {"hosts": {name: None for name in names}} for group, names in plan["groups"].items()}
-    return {"all": {"hosts": hosts, "children": children}}
+    ports = role_ports(plan)
+    children: dict[str, Any] = {}
+    for group, names in plan["groups"].items():
+        children[group] = {"hosts": {name: None for name in names}}
+        if group in ports:
+            children[group]["vars"] = {"ai4os_node_ports": ports[group]}
+    return {"all": {"vars": plan_vars(plan), "hosts": hosts, "children": children}}
 
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~20x faster on 1,000 nodes

@@ -2,7 +2,7 @@
 
 `ai4os-kit check` calls :func:`check_component_settings` with platform.yml;
 the first task of ``playbooks/platform.yml`` runs this module
-(``python -m ai4os_kit.component_rules``) on the merged Ansible variables
+(``python -m ai4os_kit.model.component_rules``) on the merged Ansible variables
 (platform.yml + secrets.yml), so the same rules stop a run before anything is
 submitted to Nomad.
 
@@ -206,7 +206,7 @@ def check_component_settings(platform: dict[str, Any], enabled: set[str], file: 
 
     ``platform`` is platform.yml as a dict; ``secrets`` (optional) secrets.yml, for the
     rules of kind ``secret``. Nothing is fetched over the network here: reachability of
-    the issuer is checked by ``ai4os-kit check --online`` (ai4os_kit.oidc).
+    the issuer is checked by ``ai4os-kit check --online`` (ai4os_kit.platform.oidc).
     """
     ctx = {
         "base": Path(file).resolve().parent,
@@ -240,7 +240,7 @@ def main() -> int:
     Exit 2 when there is an error. Used by the platform_job role before anything is
     rendered or submitted.
     """
-    from ai4os_kit.catalog import load_catalog, resolve
+    from ai4os_kit.model.catalog import load_catalog, resolve
 
     doc = json.load(sys.stdin)
     merged: dict[str, Any] = doc["vars"]

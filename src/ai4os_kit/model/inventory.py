@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
-import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,14 +20,24 @@ from typing import Any, Callable
 
 import jsonschema
 
-from ai4os_kit.catalog import Component, Resolution, load_catalog, resolve, suggest
 from ai4os_kit.errors import InputError, InputErrors
-from ai4os_kit.paths import SCHEMA_DIR
+from ai4os_kit.model import component_rules, egi_sites, secrets
+from ai4os_kit.model.catalog import (
+    Component,
+    Resolution,
+    load_catalog,
+    resolve,
+    suggest,
+)
+from ai4os_kit.paths import (
+    GENERATED,
+    PLATFORM_FILE,
+    SCHEMA_DIR,
+    SECRETS_FILE,
+    SITES_FILE,
+)
 from ai4os_kit.yamlio import KeyPath, format_path, line_of, load_yaml
 
-PLATFORM_FILE = "platform.yml"
-SITES_FILE = "sites.yml"
-SECRETS_FILE = "secrets.yml"
 CLIENT_ROLES = ("services", "cpu", "gpu", "tryme", "batch")
 VALID_SERVER_COUNTS = (1, 3, 5)
 ENABLE_PREFIX = "ai4os_enable_"
@@ -311,12 +321,8 @@ def _check_pools(i: int, site: dict[str, Any], vo_namespaces: set[str], col: _Co
 EgiResolver = Callable[[dict[str, Any], int, str], Any]
 
 
-def default_egi_resolver() -> EgiResolver | None:
-    """Resolve EGI sites through EGI's site list shipped with the cloud layer (if installed)."""
-    try:
-        from ai4os_kit.cloud import egi_sites
-    except ImportError:
-        return None
+def default_egi_resolver() -> EgiResolver:
+    """Resolve EGI sites through EGI's site list shipped with the kit."""
     catalogue = egi_sites.load_sites()
     return lambda site, index, file: egi_sites.resolve(site, index, catalogue, file)
 
@@ -384,10 +390,6 @@ def _check_components(platform: dict[str, Any], catalog: dict[str, Component], f
 
 def _component_settings_errors(platform: dict[str, Any], enabled: set[str], file: str,
                                lines: dict[KeyPath, int]) -> list[InputError]:
-    try:
-        from ai4os_kit import component_rules  # provided by the platform layer
-    except ImportError:
-        return []
     errors = component_rules.check_component_settings(platform, enabled, file)
     for err in errors:
         if err.line is None:
@@ -398,19 +400,8 @@ def _component_settings_errors(platform: dict[str, Any], enabled: set[str], file
 
 # ------------------------------------------------------------------- secrets
 
-def vault_password_file(inventory: Path) -> Path | None:
-    """The vault password file: $ANSIBLE_VAULT_PASSWORD_FILE or <inventory>/.vault-pass."""
-    env = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
-    if env:
-        return Path(env)
-    candidate = inventory / ".vault-pass"
-    return candidate if candidate.exists() else None
-
-
 def check_secrets(inventory: Path) -> list[InputError]:
     """secrets.yml, when present, must be vault-encrypted and decryptable."""
-    from ai4os_kit import secrets as secrets_mod
-
     file = inventory / SECRETS_FILE
     if not file.exists():
         return []
@@ -421,17 +412,34 @@ def check_secrets(inventory: Path) -> list[InputError]:
     if not text.startswith(VAULT_HEADER):
         return [InputError(str(file), "", "is not encrypted with ansible-vault; secrets must never be stored in plain text",
                            f"encrypt it: ansible-vault encrypt {file}")]
-    pw_file = vault_password_file(inventory)
-    if pw_file is None:
+    pw_file, _ = secrets.password_file(inventory, create=False)
+    if not pw_file.exists():
         return []
     try:
-        secrets_mod.read_secrets(inventory, pw_file)
+        secrets.read_secrets(inventory, pw_file)
     except InputError as err:
         return [err]
     return []
 
 
 # ------------------------------------------------------------------- entry point
+
+def copy_inventory(source: Path, target: Path) -> None:
+    """Copy an inventory directory without what the kit generated in it (hosts.yml, secrets, state).
+
+    platform.yml and sites.yml are linked into group_vars/all of the copy (relative
+    symlinks), also when the source holds plain copies there (the sample inside
+    the wheel, which cannot carry links), so each file stays the one source.
+    """
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns(*GENERATED))
+    folder = target / "group_vars" / "all"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (PLATFORM_FILE, SITES_FILE):
+        link = folder / name
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path("..") / ".." / name)
+
 
 _DEFAULT: Any = object()
 
@@ -472,4 +480,4 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
                      catalog=catalog, platform_lines=plines, sites_lines=slines)
 
 
-__all__ = ["Inventory", "load_inventory", "site_domain", "pool_name", "component_flags"]
+__all__ = ["Inventory", "load_inventory", "copy_inventory", "site_domain", "pool_name", "component_flags"]

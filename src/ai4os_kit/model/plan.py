@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ai4os_kit.catalog import NODE_ROLES, Component
-from ai4os_kit.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
+from ai4os_kit.model.catalog import NODE_ROLES, Component
+from ai4os_kit.model.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
 
 NODE_TYPE = {
     "ingress": "ingress",
@@ -140,6 +140,11 @@ def _site_entry(site: dict[str, Any], platform: dict[str, Any], pools: list[dict
         "bastion": bastion,
         "pools": pools,
     }
+
+
+def cloud_sites(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sites Terraform provisions (test-bed sites are local containers)."""
+    return [site for site in plan["sites"] if not site.get("testbed")]
 
 
 def port_table(enabled: list[Component]) -> list[dict[str, Any]]:

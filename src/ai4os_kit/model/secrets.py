@@ -24,9 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from ai4os_kit.errors import InputError, KitError
-
-SECRETS_FILE = "secrets.yml"
-PASS_FILE = ".vault-pass"
+from ai4os_kit.paths import PASS_FILE, SECRETS_FILE, VAULT_PASSWORD_ENV
 
 
 def _gossip_key(_: str) -> str:
@@ -131,7 +129,7 @@ def read_secrets(inventory: Path, pw_file: Path) -> dict[str, Any]:
 
 def password_file(inventory: Path, create: bool) -> tuple[Path, bool]:
     """The vault password file to use; create a random one if allowed and none exists."""
-    env = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
+    env = os.environ.get(VAULT_PASSWORD_ENV)
     if env:
         return Path(env), False
     pw = inventory / PASS_FILE

@@ -24,25 +24,28 @@ cluster contract guarantees (``attr.kernel.name``, ``attr.driver.*``).
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import hcl2
-
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.platform.constraints import (
+    CONTRACT_DRIVERS,
+    KNOWN_OPERATORS,
+    node_attributes,
+    satisfies,
+)
+from ai4os_kit.platform.nomad_job import Job, parse_job
+from ai4os_kit.platform.traefik_rules import (
+    Routers,
+    collect_routers,
+    parse_rule,
+    under,
+    valid_host,
+)
 
-CONTRACT_DRIVERS = ("docker", "exec", "raw_exec")
 DEFAULT_ENTRYPOINTS = ("web", "websecure")
 SERVICE_SCHEMES = ("http", "https", "h2c")
-# Traefik v3 rule matchers -> number of arguments (None: one or more).
-MATCHERS: dict[str, int | None] = {
-    "Host": 1, "HostRegexp": 1, "Path": 1, "PathPrefix": 1, "PathRegexp": 1, "Method": 1,
-    "Header": 2, "HeaderRegexp": 2, "Query": None, "QueryRegexp": 2, "ClientIP": 1,
-}
-HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-INTERP = re.compile(r"^\$\{([a-zA-Z0-9_.\-]+)\}$")
 
 
 @dataclass(frozen=True)
@@ -55,273 +58,6 @@ class Violation:
 
     def __str__(self) -> str:
         return f"job {self.job}: {self.where}: {self.problem}"
-
-
-@dataclass
-class Constraint:
-    attribute: str
-    operator: str
-    value: str
-    where: str
-
-
-@dataclass
-class Group:
-    name: str
-    constraints: list[Constraint]
-    drivers: list[tuple[str, str]]              # (task, driver)
-    services: list[tuple[str, list[str]]]       # (consul service name, tags)
-
-
-@dataclass
-class Job:
-    name: str
-    region: str | None
-    datacenters: list[str]
-    namespace: str
-    type: str
-    groups: list[Group] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ parsing
-
-def _attr(body: dict[str, Any], key: str, default: Any = None) -> Any:
-    """An attribute of an HCL body (python-hcl2 may wrap values in one-element lists)."""
-    if key not in body:
-        return default
-    value = body[key]
-    if isinstance(value, list) and len(value) == 1 and not isinstance(value[0], dict):
-        return value[0]
-    return value
-
-
-def _blocks(body: dict[str, Any], name: str) -> list[tuple[str | None, dict[str, Any]]]:
-    """The blocks ``name`` of a body as (label, body) pairs."""
-    raw = body.get(name, [])
-    items = raw if isinstance(raw, list) else [raw]
-    out: list[tuple[str | None, dict[str, Any]]] = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if len(item) == 1 and isinstance(next(iter(item.values())), dict):
-            label, inner = next(iter(item.items()))
-            out.append((str(label).strip('"'), inner))
-        else:
-            out.append((None, item))
-    return out
-
-
-def _constraints(body: dict[str, Any], where: str) -> list[Constraint]:
-    out = []
-    for _, c in _blocks(body, "constraint"):
-        out.append(Constraint(attribute=str(_attr(c, "attribute", "")), operator=str(_attr(c, "operator", "=")),
-                              value=str(_attr(c, "value", "")), where=where))
-    return out
-
-
-def _services(body: dict[str, Any], default_name: str) -> list[tuple[str, list[str]]]:
-    out = []
-    for _, svc in _blocks(body, "service"):
-        tags = _attr(svc, "tags", []) or []
-        out.append((str(_attr(svc, "name", default_name)), [str(t) for t in tags]))
-    return out
-
-
-def parse_job(text: str, source: str = "job") -> Job:
-    """Parse a Nomad job spec (HCL); KitError when it does not parse."""
-    try:
-        doc = hcl2.loads(text)
-    except Exception as exc:  # python-hcl2 raises lark errors of several kinds
-        raise KitError(f"{source}: does not parse as HCL: {exc}") from None
-    jobs = _blocks(doc, "job")
-    if len(jobs) != 1 or jobs[0][0] is None:
-        raise KitError(f"{source}: expected exactly one labelled `job` block, found {len(jobs)}")
-    name, body = jobs[0]
-    assert name is not None
-    job = Job(name=name, region=_attr(body, "region"), datacenters=list(_attr(body, "datacenters", []) or []),
-              namespace=str(_attr(body, "namespace", "default")), type=str(_attr(body, "type", "service")))
-    job_constraints = _constraints(body, "job")
-    for gname, gbody in _blocks(body, "group"):
-        gname = gname or "?"
-        constraints = job_constraints + _constraints(gbody, f"group {gname}")
-        drivers: list[tuple[str, str]] = []
-        services = _services(gbody, f"{name}-{gname}")
-        for tname, tbody in _blocks(gbody, "task"):
-            tname = tname or "?"
-            constraints += _constraints(tbody, f"group {gname} task {tname}")
-            drivers.append((tname, str(_attr(tbody, "driver", ""))))
-            services += _services(tbody, f"{name}-{gname}-{tname}")
-        job.groups.append(Group(name=gname, constraints=constraints, drivers=drivers, services=services))
-    return job
-
-
-# ------------------------------------------------------------------- nodes
-
-def node_attributes(node: dict[str, Any], region: str, assume_admitted: bool) -> dict[str, str]:
-    """The ``${...}`` attributes a Nomad client of the plan offers."""
-    nomad = node["nomad"]
-    attrs = {
-        "node.datacenter": node["datacenter"],
-        "node.unique.name": node["name"],
-        "node.region": region,
-        "node.pool": "default",
-        "attr.unique.hostname": node["name"],
-        "attr.kernel.name": "linux",
-        "attr.os.name": "linux",
-    }
-    if nomad.get("node_class"):
-        attrs["node.class"] = nomad["node_class"]
-    for drv in CONTRACT_DRIVERS:
-        attrs[f"attr.driver.{drv}"] = "1"
-    for key, value in (nomad.get("meta") or {}).items():
-        attrs[f"meta.{key}"] = "" if value is None else str(value)
-    if assume_admitted and "meta.status" in attrs:
-        attrs["meta.status"] = "ready"
-    return attrs
-
-
-def _split_set(value: str) -> set[str]:
-    return {v.strip() for v in value.split(",") if v.strip()}
-
-
-def _version_key(v: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", v)[:3])
-
-
-def satisfies(attrs: dict[str, str], c: Constraint) -> bool:
-    """Whether a node with ``attrs`` satisfies constraint ``c`` (Nomad's operators)."""
-    op = c.operator
-    if op in ("distinct_hosts", "distinct_property"):
-        return True
-    m = INTERP.match(c.attribute)
-    left = attrs.get(m.group(1)) if m else c.attribute
-    if op == "is_set":
-        return left is not None
-    if op == "is_not_set":
-        return left is None
-    if left is None:
-        return False
-    right = c.value
-    if op in ("=", "==", "is"):
-        return left == right
-    if op in ("!=", "not"):
-        return left != right
-    if op == "regexp":
-        return re.search(right, left) is not None
-    if op == "set_contains":
-        return _split_set(right) <= _split_set(left)
-    if op in ("set_contains_any",):
-        return bool(_split_set(right) & _split_set(left))
-    if op in ("<", "<=", ">", ">="):
-        try:
-            a, b = float(left), float(right)
-        except ValueError:
-            a, b = left, right  # type: ignore[assignment]
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
-    if op in ("version", "semver"):
-        for clause in right.split(","):
-            mm = re.match(r"\s*(>=|<=|>|<|=|!=)?\s*(\S+)", clause)
-            if not mm:
-                return False
-            cmp, ver = mm.group(1) or "=", mm.group(2)
-            a, b = _version_key(left), _version_key(ver)
-            if not {"=": a == b, "!=": a != b, ">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[cmp]:
-                return False
-        return True
-    return False
-
-
-KNOWN_OPERATORS = {"=", "==", "is", "!=", "not", "regexp", "set_contains", "set_contains_any", "is_set",
-                   "is_not_set", "distinct_hosts", "distinct_property", "<", "<=", ">", ">=", "version", "semver"}
-
-
-# ------------------------------------------------------------------ traefik
-
-def parse_rule(rule: str) -> list[tuple[str, list[str]]]:
-    """Parse a Traefik v3 rule; return its matchers [(name, args)]; ValueError when invalid."""
-    tokens = re.findall(r"`[^`]*`|&&|\|\||[()!,]|[A-Za-z]+|\S", rule)
-    pos = 0
-    found: list[tuple[str, list[str]]] = []
-
-    def peek() -> str | None:
-        return tokens[pos] if pos < len(tokens) else None
-
-    def take(expected: str | None = None) -> str:
-        nonlocal pos
-        tok = peek()
-        if tok is None or (expected is not None and tok != expected):
-            raise ValueError(f"expected {expected or 'more'} at token {pos + 1}, got {tok!r}")
-        pos += 1
-        return tok
-
-    def term() -> None:
-        if peek() == "!":
-            take("!")
-        if peek() == "(":
-            take("(")
-            expr()
-            take(")")
-            return
-        name = take()
-        if name not in MATCHERS:
-            raise ValueError(f"unknown matcher {name!r} (Traefik v3 knows {', '.join(MATCHERS)})")
-        take("(")
-        args = [take()]
-        while peek() == ",":
-            take(",")
-            args.append(take())
-        take(")")
-        if any(not (a.startswith("`") and a.endswith("`")) for a in args):
-            raise ValueError(f"{name}: arguments must be `backquoted`")
-        want = MATCHERS[name]
-        if want is not None and len(args) != want:
-            raise ValueError(f"{name} takes {want} argument(s) in Traefik v3, got {len(args)}")
-        found.append((name, [a[1:-1] for a in args]))
-
-    def expr() -> None:
-        term()
-        while peek() in ("&&", "||"):
-            take()
-            term()
-
-    expr()
-    if pos != len(tokens):
-        raise ValueError(f"unexpected {tokens[pos]!r} after the rule")
-    return found
-
-
-def _valid_host(host: str) -> bool:
-    labels = host.split(".")
-    return len(host) <= 253 and len(labels) >= 2 and all(HOST_LABEL.match(label) for label in labels)
-
-
-def _under(host: str, domain: str) -> bool:
-    return host == domain or host.endswith("." + domain)
-
-
-@dataclass
-class _Routers:
-    routers: dict[str, dict[str, str]] = field(default_factory=dict)
-    services: set[str] = field(default_factory=set)
-    middlewares: set[str] = field(default_factory=set)
-    consul_names: set[str] = field(default_factory=set)
-
-
-def _collect_traefik(tags: list[str], consul_name: str, acc: _Routers) -> None:
-    if "traefik.enable=true" not in tags:
-        return
-    acc.consul_names.add(consul_name)
-    for tag in tags:
-        key, _, value = tag.partition("=")
-        parts = key.split(".")
-        if key.startswith("traefik.http.routers.") and len(parts) >= 5:
-            acc.routers.setdefault(parts[3], {})[".".join(parts[4:])] = value
-        elif key.startswith("traefik.http.services.") and len(parts) >= 5:
-            acc.services.add(parts[3])
-            if ".".join(parts[4:]) == "loadbalancer.server.scheme":
-                acc.routers.setdefault(f"service:{parts[3]}", {})["scheme"] = value
-        elif key.startswith("traefik.http.middlewares.") and len(parts) >= 5:
-            acc.middlewares.add(parts[3])
 
 
 # ------------------------------------------------------------------ checking
@@ -391,7 +127,7 @@ def _check_placement(job: Job, c: Contract) -> list[Violation]:
     return out
 
 
-def _check_routers(job: Job, c: Contract, acc: _Routers) -> list[Violation]:
+def _check_routers(job: Job, c: Contract, acc: Routers) -> list[Violation]:
     out = []
     domains = {c.site_domains[dc] for dc in job.datacenters if dc in c.site_domains}
     for name, router in acc.routers.items():
@@ -414,10 +150,10 @@ def _check_routers(job: Job, c: Contract, acc: _Routers) -> list[Violation]:
             if matchers and not hosts:
                 out.append(Violation(job.name, where, "rule names no Host(): it would capture every site's traffic"))
             for host in hosts:
-                if not _valid_host(host):
+                if not valid_host(host):
                     out.append(Violation(job.name, where, f"host '{host}' is not a valid DNS name"))
                 for domain in sorted(domains):
-                    if not _under(host, domain):
+                    if not under(host, domain):
                         out.append(Violation(job.name, where, f"host '{host}' is not under the site domain '{domain}'"))
         for ep in filter(None, router.get("entrypoints", "").split(",")):
             if ep not in c.entrypoints:
@@ -428,12 +164,12 @@ def _check_routers(job: Job, c: Contract, acc: _Routers) -> list[Violation]:
     return out
 
 
-def check_job(job: Job, contract: Contract) -> tuple[list[Violation], _Routers]:
+def check_job(job: Job, contract: Contract) -> tuple[list[Violation], Routers]:
     """Violations of one job, and its Traefik objects (for the cross-job checks)."""
-    acc = _Routers()
+    acc = Routers()
     for group in job.groups:
         for consul_name, tags in group.services:
-            _collect_traefik(tags, consul_name, acc)
+            collect_routers(tags, consul_name, acc)
     out = _check_header(job, contract) + _check_placement(job, contract) + _check_routers(job, contract, acc)
     return out, acc
 
@@ -488,8 +224,8 @@ def job_files(paths: Iterable[Path]) -> list[Path]:
 # ---------------------------------------------------------------------- CLI
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     plan = build_plan(load_inventory(args.inventory))
     files = job_files(args.jobs)

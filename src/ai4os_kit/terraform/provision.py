@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ai4os_kit import ansible_inventory
+from ai4os_kit.cloud import flavors
+from ai4os_kit.cloud.flavors import FlavorIds
 from ai4os_kit.errors import InputError, KitError
-from ai4os_kit.terraform import flavors, render
-from ai4os_kit.terraform.flavors import FlavorIds
+from ai4os_kit.model import ansible_inventory
+from ai4os_kit.model.node_contract import connection_vars
+from ai4os_kit.model.plan import cloud_sites
+from ai4os_kit.paths import PLATFORM_FILE, SITES_FILE
+from ai4os_kit.terraform import render
 from ai4os_kit.terraform.runner import Echo, PlanResult, Terraform
 
 ROOT_DIR = "terraform"
 CLOUDS_FILE = "clouds.yaml"
-SITES_FILE = "sites.yml"
 S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 LoadPlan = Callable[[Path], dict[str, Any]]
@@ -48,7 +51,7 @@ def check_backend_env(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
     missing = [name for name in S3_ENV if not env.get(name)]
     if missing:
         how = "`openstack ec2 credentials create` on the Swift project" if kind == "swift" else "your object store"
-        raise InputError(render.PLATFORM_FILE, f"{render.BACKEND_SETTING}.type",
+        raise InputError(PLATFORM_FILE, f"{render.BACKEND_SETTING}.type",
                          f"the {kind} backend needs {' and '.join(missing)} in the environment",
                          f"export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from {how}), "
                          "or use `type: local`")
@@ -56,7 +59,7 @@ def check_backend_env(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
 
 def check_inputs(plan: Mapping[str, Any], env: Mapping[str, str]) -> None:
     """Everything that can be checked without a cloud; raises InputError."""
-    if not render.cloud_sites(plan):
+    if not cloud_sites(plan):
         raise InputError(SITES_FILE, "ai4os_sites", "no cloud site to provision (every site is a test-bed)",
                          "add a site with egi_site or cloud, or use the local test-bed instead")
     render.render_backend(plan)
@@ -130,13 +133,6 @@ def cloud_credentials(plan: Mapping[str, Any], directory: Path, env: Mapping[str
 
 # ------------------------------------------------------------------ inventory hand-off
 
-def connection_vars(host: Mapping[str, Any]) -> dict[str, Any]:
-    """Ansible connection variables of one host of the `inventory` output."""
-    out: dict[str, Any] = {"ansible_host": host["ansible_host"]}
-    out.update({k: v for k, v in (host.get("vars") or {}).items() if v is not None})
-    return out
-
-
 def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | None,
                           strict: bool = True) -> dict[str, dict[str, Any]]:
     """Node name -> connection variables, from the root's `inventory` output.
@@ -150,7 +146,7 @@ def addresses_from_output(plan: Mapping[str, Any], output: Mapping[str, Any] | N
     hosts: dict[str, Any] = {}
     for site_part in output.values():
         hosts.update((site_part or {}).get("hosts") or {})
-    cloud = {site["name"] for site in render.cloud_sites(plan)}
+    cloud = {site["name"] for site in cloud_sites(plan)}
     wanted = [node["name"] for node in plan["nodes"] if node["site"] in cloud]
     missing = [name for name in wanted if name not in hosts]
     if missing and strict:
@@ -181,8 +177,8 @@ def write_inventory(plan: Mapping[str, Any], inventory: Path, output: Mapping[st
 # ------------------------------------------------------------------ commands
 
 def load_plan(inventory: Path) -> dict[str, Any]:
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     return build_plan(load_inventory(inventory))
 

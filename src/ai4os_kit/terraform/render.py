@@ -14,31 +14,20 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ai4os_kit.cloud.checkin import cloud_name
 from ai4os_kit.errors import InputError
-from ai4os_kit.paths import ROOT
+from ai4os_kit.model.node_contract import SERVER_GROUP_POLICY, meta_strings
+from ai4os_kit.model.plan import cloud_sites
+from ai4os_kit.paths import PLATFORM_FILE, ROOT
 
 MODULES_DIR = ROOT / "terraform" / "modules"
 ROOT_FILE = "main.tf.json"
 PROVIDER_SOURCE = "terraform-provider-openstack/openstack"
 PROVIDER_VERSION = ">= 2.1.0, < 4.0.0"
 BACKEND_SETTING = "ai4os_terraform_backend"
-PLATFORM_FILE = "platform.yml"
-SERVER_GROUP_POLICY = {"server": "anti-affinity"}
 # Credentials of a remote backend come from the environment, never from files.
 BACKEND_SECRET_KEYS = ("access_key", "secret_key", "token", "password", "sse_customer_key")
 BACKEND_TYPES = ("local", "s3", "swift")
-
-
-def cloud_name(site: Mapping[str, Any]) -> str:
-    """The site's entry in clouds.yaml (same rule as the Check-in refresh)."""
-    from ai4os_kit.cloud.checkin import cloud_name as checkin_cloud_name
-
-    return checkin_cloud_name(site)
-
-
-def cloud_sites(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Sites Terraform provisions (test-bed sites are local containers)."""
-    return [site for site in plan["sites"] if not site.get("testbed")]
 
 
 def module_name(site: Mapping[str, Any]) -> str:
@@ -130,27 +119,6 @@ def _flavor(flavor: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _meta(meta: Mapping[str, Any]) -> dict[str, str]:
-    """Nomad meta as strings (server metadata holds strings)."""
-    return {k: (json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in meta.items() if v is not None}
-
-
-def server_metadata(platform: str, node: Mapping[str, Any]) -> dict[str, str]:
-    """The metadata modules/node_pool sets on a node's server (discovery reads it back).
-
-    Same values as the module's `metadata` local (a test compares both);
-    Terraform's jsonencode sorts keys and writes no spaces.
-    """
-    return {
-        "ai4os_platform": platform,
-        "ai4os_site": node["site"],
-        "ai4os_pool": node["pool"],
-        "ai4os_role": node["role"],
-        "ai4os_groups": ",".join(node["groups"]),
-        "ai4os_node_meta": json.dumps(_meta(node["nomad"]["meta"]), sort_keys=True, separators=(",", ":")),
-    }
-
-
 def _pools(site: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
            flavor_ids: Mapping[tuple[str, str], str]) -> dict[str, Any]:
     pools: dict[str, Any] = {}
@@ -166,7 +134,7 @@ def _pools(site: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]],
             "flavor": flavor,
             "nodes": {name: {
                 "groups": list(node["groups"]),
-                "node_meta": _meta(node["nomad"]["meta"]),
+                "node_meta": meta_strings(node["nomad"]["meta"]),
                 "volume_gb": node["volume"]["size_gb"] if node["volume"] else 0,
                 "floating_ip": bool(node["floating_ip"]),
             } for name, node in members.items()},
@@ -199,7 +167,7 @@ def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any],
     """Arguments of one ``site`` module call (the module's variables).
 
     ``flavor_ids`` maps (site, pool) to the flavor chosen for a pool that
-    gives requirements only (ai4os_kit.terraform.flavors); the accelerator
+    gives requirements only (ai4os_kit.cloud.flavors); the accelerator
     requirement stays, so the module re-checks the flavor's extra specs.
     """
     nodes = {node["name"]: node for node in plan["nodes"] if node["site"] == site["name"]}

@@ -196,7 +196,7 @@ def _testbed_inventory(plan: dict[str, Any], host_vars: dict[str, dict[str, Any]
 
     The test-bed variables sit at the inventory file's level, below group_vars/ (platform.yml wins).
     """
-    from ai4os_kit import ansible_inventory
+    from ai4os_kit.model import ansible_inventory
 
     inventory = ansible_inventory.render(plan, host_vars)
     children = inventory["all"]["children"]
@@ -262,9 +262,9 @@ def _run_site(inventory: Path, env: dict[str, str], check: bool) -> tuple[int, l
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from ai4os_kit import ansible_inventory, secrets
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model import ansible_inventory, secrets
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     inv = load_inventory(args.inventory)
     plan = build_plan(inv)
@@ -304,8 +304,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from ai4os_kit.inventory import load_inventory
-    from ai4os_kit.plan import build_plan
+    from ai4os_kit.model.inventory import load_inventory
+    from ai4os_kit.model.plan import build_plan
 
     inv = load_inventory(args.inventory, check_vault=False)
     plan = build_plan(inv)
