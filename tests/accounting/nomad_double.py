@@ -6,8 +6,11 @@ response shapes (fixtures/, see fixtures/README.md) over real HTTP on
 127.0.0.1, so that python-nomad's own request code, paging headers and
 error statuses are exercised. It implements only what the collector calls:
 
-- ``GET /v1/allocations`` with ``namespace``, ``per_page``/``next_token``
+- ``GET /v1/allocations`` with ``namespace``, ``resources`` (adds
+  ``AllocatedResources``), ``task_states``, ``per_page``/``next_token``
   paging (``X-Nomad-NextToken``) and ``X-Nomad-Index``;
+- ``GET /v1/jobs`` with ``namespace``, ``meta`` (adds the job's ``Meta``) and
+  the same paging: the jobs of the allocations it holds (their ``Job``);
 - ``GET /v1/allocation/:id`` (404 once garbage-collected);
 - ``GET /v1/node/:id``.
 
@@ -32,6 +35,9 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 STUB_FIELDS = ("ID", "EvalID", "Name", "Namespace", "NodeID", "NodeName", "JobID", "JobType", "JobVersion",
                "TaskGroup", "DesiredStatus", "DesiredDescription", "ClientStatus", "ClientDescription",
                "CreateIndex", "ModifyIndex", "AllocModifyIndex", "CreateTime", "ModifyTime")
+# the job list stub (api-docs/jobs, "List Jobs"); Meta only with meta=true
+JOB_STUB_FIELDS = ("ID", "ParentID", "Name", "Namespace", "Type", "Priority", "Status", "StatusDescription",
+                   "CreateIndex", "ModifyIndex", "JobModifyIndex")
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -136,6 +142,8 @@ class NomadDouble:
             parts = path.strip("/").split("/")
             if parts == ["v1", "allocations"]:
                 return self._list(query)
+            if parts == ["v1", "jobs"]:
+                return self._jobs(query)
             if len(parts) == 3 and parts[:2] == ["v1", "allocation"]:
                 doc = self.allocs.get(parts[2])
                 return (200, doc, {"X-Nomad-Index": str(self.index)}) if doc else (404, "alloc not found", {})
@@ -144,27 +152,48 @@ class NomadDouble:
                 return (200, doc, {"X-Nomad-Index": str(self.index)}) if doc else (404, "node not found", {})
             return 404, "Invalid URL", {}
 
-    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
-        namespace = query.get("namespace", ["default"])[0]
-        docs = [d for _, d in sorted(self.allocs.items()) if namespace == "*" or d["Namespace"] == namespace]
+    def _page(self, query: dict[str, list[str]], keyed: list[tuple[str, Any]]) -> tuple[list[Any], dict[str, str]]:
+        """One page of (token key, item) sorted by key, as Nomad pages with per_page and next_token."""
         token = query.get("next_token", [""])[0]
-        if token:
-            docs = [d for d in docs if d["ID"] >= token]
+        items = [(k, v) for k, v in keyed if not token or k >= token]
         per_page = int(query.get("per_page", ["0"])[0] or 0)
         if self.page_size:
             per_page = min(per_page or self.page_size, self.page_size)
         headers = {"X-Nomad-Index": str(self.index)}
-        if per_page and len(docs) > per_page:
-            headers["X-Nomad-NextToken"] = docs[per_page]["ID"]
-            docs = docs[:per_page]
+        if per_page and len(items) > per_page:
+            headers["X-Nomad-NextToken"] = items[per_page][0]
+            items = items[:per_page]
+        return [v for _, v in items], headers
+
+    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        namespace = query.get("namespace", ["default"])[0]
+        docs, headers = self._page(query, [(a, d) for a, d in sorted(self.allocs.items())
+                                           if namespace == "*" or d["Namespace"] == namespace])
         with_states = query.get("task_states", ["true"])[0] != "false"
+        with_resources = query.get("resources", ["false"])[0] == "true"
         stubs = []
         for doc in docs:
             stub = {k: doc.get(k) for k in STUB_FIELDS}
             if with_states:
                 stub["TaskStates"] = doc["TaskStates"]
+            if with_resources:
+                stub["AllocatedResources"] = doc.get("AllocatedResources")
             stubs.append(stub)
         return 200, stubs, headers
+
+    def _jobs(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        namespace = query.get("namespace", ["default"])[0]
+        jobs: dict[str, dict[str, Any]] = {}
+        for doc in self.allocs.values():
+            job = doc.get("Job") or {}
+            if namespace in ("*", doc["Namespace"]):
+                stub = {k: job.get(k) for k in JOB_STUB_FIELDS}
+                stub.update(ID=doc["JobID"], Namespace=doc["Namespace"])
+                if query.get("meta", ["false"])[0] == "true":
+                    stub["Meta"] = job.get("Meta")
+                jobs[f"{doc['Namespace']}.{doc['JobID']}"] = stub
+        page, headers = self._page(query, sorted(jobs.items()))
+        return 200, page, headers
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         double = self

@@ -1,27 +1,37 @@
 """One collector run: Nomad → store.
 
-Per-allocation cursor: the stored ``ModifyIndex``. Each run lists every
-allocation stub (cheap, paged), reads in full only the allocations whose
-ModifyIndex moved past the stored one, and upserts them in committed
-batches (``COMMIT_ROWS`` allocations, or what was read in ``COMMIT_SECONDS``).
-A crash loses at most the uncommitted batch, which the next run reads again
-(the stored index did not move). Large batches matter on a first run over a
-big cluster: a commit costs about as much for 200 rows as for 50,000, as it
-rewrites every page of the allocation-id index that the batch touched. Allocations that were open in
-the store but are gone from a *complete* listing were garbage-collected by
-Nomad: they are closed at the last time they were seen. Run it more often
-than Nomad's GC thresholds (docs/accounting.md) and nothing is lost.
+Each run streams Nomad's allocation listing page by page, with each
+allocation's resources and task states (``nomad_listing``), so that nothing
+but a page is held in memory and no allocation needs a request of its own.
+The per-allocation cursor is the stored ``ModifyIndex``: an allocation is
+parsed and written only when its index moved past the stored one. Owners
+come from the job listing (job meta, as PAPI writes it); an allocation whose
+job has no owner there, or is not listed, is read in full
+(``/v1/allocation/:id``: task group meta, device requests). Rows are upserted
+in committed batches (``COMMIT_ROWS`` allocations, or what was read in
+``COMMIT_SECONDS``). A crash loses at most the uncommitted batch, which the
+next run reads again (the stored index did not move). Large batches matter on
+a first run over a big cluster: a commit costs about as much for 200 rows as
+for 50,000, as it rewrites every page of the allocation-id index that the
+batch touched. Allocations that were open in the store but are gone from a
+*complete* listing were garbage-collected by Nomad: they are closed at the
+last time they were seen. Run it more often than Nomad's GC thresholds
+(docs/accounting.md) and nothing is lost.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import msgspec
 
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_client import NomadSource
+from ai4os_kit.accounting.nomad_listing import MISSING, AllocStub, as_stub, usage_from_stub
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, NodeInfo, parse_allocation, parse_node
 from ai4os_kit.accounting.store import Store
 
@@ -52,54 +62,102 @@ def _node(source: NomadSource, store: Store, cache: dict[str, NodeInfo | None], 
     return cache[node_id]
 
 
+class _Run:
+    """State of one collector run."""
+
+    def __init__(self, source: NomadSource, store: Store, owner_key: str) -> None:
+        self.source, self.store, self.owner_key = source, store, owner_key
+        self.owners = source.job_owners(owner_key)
+        self.nodes: dict[str, NodeInfo | None] = {}
+
+    def node(self, node_id: str) -> NodeInfo | None:
+        return self.nodes[node_id] if node_id in self.nodes else _node(self.source, self.store, self.nodes, node_id)
+
+    def usages(self, stubs: list[Any], result: RunResult) -> Iterator[tuple[str, Usage | None]]:
+        """(id, usage) of each changed allocation of a page; usage None: it vanished before its full read."""
+        typed = [s if isinstance(s, AllocStub) else as_stub(s) for s in stubs]
+        keys = [(t.Namespace or "default", t.JobID) if t is not None else _job_key(s) for s, t in zip(stubs, typed)]
+        for stub, fast, owner in zip(stubs, typed, self.owners.lookup(keys)):
+            alloc_id = fast.ID if fast is not None else stub.get("ID") if isinstance(stub, dict) else None
+            if not isinstance(alloc_id, str):
+                result.problems.append(MalformedAllocation(repr(alloc_id), "ID", "missing in the allocation list"))
+                continue
+            try:
+                if owner is MISSING or owner is None:  # the job's meta has no owner or the job is not listed
+                    doc = self.source.allocation(alloc_id, str(_field(stub, "Namespace") or "default"))
+                    if doc is None:
+                        yield alloc_id, None
+                        continue
+                    usage = parse_allocation(doc, self.node(str(doc.get("NodeID") or "")), self.owner_key)
+                else:
+                    node = self.node(fast.NodeID if fast is not None else str(_field(stub, "NodeID") or ""))
+                    usage = usage_from_stub(fast, node, owner) if fast is not None else None
+                    if usage is None:  # the reference parser decides (and names a malformed field)
+                        doc = stub if isinstance(stub, dict) else msgspec.to_builtins(stub)
+                        usage = parse_allocation(doc, node, self.owner_key)._replace(owner=owner)
+            except MalformedAllocation as problem:
+                LOG.error("%s", problem)
+                result.problems.append(problem)
+                continue
+            yield alloc_id, usage
+
+
+def _job_key(doc: Any) -> tuple[str, str]:
+    """(namespace, job id) of an allocation that is not a typed stub ('' where it has no usable one)."""
+    if not isinstance(doc, dict):
+        return "", ""
+    namespace, job = doc.get("Namespace") or "default", doc.get("JobID")
+    return (namespace, job) if isinstance(namespace, str) and isinstance(job, str) else ("", "")
+
+
+def _field(stub: Any, name: str) -> Any:
+    return stub.get(name) if isinstance(stub, dict) else getattr(stub, name, None)
+
+
 def collect(source: NomadSource, store: Store, owner_key: str = "owner",
             clock: Callable[[], float] = time.time) -> RunResult:
     """Bring the store up to date with Nomad; returns counts and per-allocation problems."""
     result = RunResult()
-    stubs, result.nomad_index = source.list_allocations()
-    now = int(clock())
-    result.listed = len(stubs)
-    previous = store.meta("nomad_index")
-    if result.nomad_index and result.nomad_index < previous:
-        LOG.warning("Nomad's index went back from %d to %d (cluster restored?); reading every allocation",
-                    previous, result.nomad_index)
-        known: dict[str, int] = {}
-    else:
-        known = store.modify_indexes()
-    present: set[str] = set()
-    todo: list[dict[str, Any]] = []
-    for stub in stubs:
-        alloc_id = stub.get("ID")
-        if not isinstance(alloc_id, str):
-            result.problems.append(MalformedAllocation(repr(alloc_id), "ID", "missing in the allocation list"))
-            continue
-        present.add(alloc_id)
-        index = stub.get("ModifyIndex")
-        if not isinstance(index, int) or index > known.get(alloc_id, -1):
-            todo.append(stub)
-    store.touch(present & set(known), now)
-
-    nodes: dict[str, NodeInfo | None] = {}
+    pages = source.allocation_pages()
+    first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
+    run = _Run(source, store, owner_key)
+    open_before = store.open_ids()
+    seen_open: set[str] = set()
     batch: list[Usage] = []
     vanished: list[str] = []
+    compare = store.count() > 0  # an empty store (a first run) has no index to compare with
+    now = 0
     committed = time.monotonic()
-    for stub in todo:
-        doc = source.allocation(stub["ID"], str(stub.get("Namespace") or "default"))
-        result.fetched += 1
-        if doc is None:  # garbage-collected between the listing and this read
-            vanished.append(stub["ID"])
-            continue
-        try:
-            batch.append(parse_allocation(doc, _node(source, store, nodes, str(doc.get("NodeID") or "")), owner_key))
-        except MalformedAllocation as problem:
-            LOG.error("%s", problem)
-            result.problems.append(problem)
-        if len(batch) >= COMMIT_ROWS or (batch and time.monotonic() - committed >= COMMIT_SECONDS):
-            result.written += store.upsert(batch, now)
-            batch = []
-            committed = time.monotonic()
+    for stubs, index in itertools.chain([first] if first else [], pages):
+        if not now:  # the first page: Nomad's index and the time of this run
+            now = int(clock())
+            result.nomad_index = index
+            previous = store.meta("nomad_index")
+            if index and index < previous:
+                LOG.warning("Nomad's index went back from %d to %d (cluster restored?); reading every allocation",
+                            previous, index)
+                compare = False
+        result.listed += len(stubs)
+        ids = [_field(s, "ID") for s in stubs]
+        page_open = [a for a in ids if a in open_before]
+        seen_open.update(page_open)
+        store.touch(page_open, now)
+        known = store.modify_indexes_of([a for a in ids if isinstance(a, str)]) if compare else {}
+        changed = [s for s, a in zip(stubs, ids)
+                   if not isinstance(_field(s, "ModifyIndex"), int) or _field(s, "ModifyIndex") > known.get(a, -1)]
+        result.fetched += len(changed)
+        for alloc_id, usage in run.usages(changed, result):
+            if usage is None:
+                vanished.append(alloc_id)
+                continue
+            batch.append(usage)
+            if len(batch) >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
+                result.written += store.upsert(batch, now)
+                batch = []
+                committed = time.monotonic()
+    now = now or int(clock())
     result.written += store.upsert(batch, now)
-    gone = (store.open_ids() - present) | (set(vanished) & store.open_ids())
+    gone = (open_before - seen_open) | (set(vanished) & open_before)
     result.gone = store.close_gone(sorted(gone))
     store.set_meta("nomad_index", result.nomad_index)
     store.set_meta("last_run", now)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import msgspec
 import nomad
 import nomad.api.exceptions as nexc
 import requests
 
+from ai4os_kit.accounting.nomad_listing import OwnerIndex, PageError, decode_allocations, decode_jobs
 from ai4os_kit.errors import KitError
 
 PAGE_SIZE = 500
+_ANY_JSON = msgspec.json.Decoder()
 
 
 @dataclass(frozen=True)
@@ -60,29 +63,61 @@ class NomadSource:
         return KitError(f"Nomad at {self.settings.address}: {what} failed: {detail}; check nomad.address, "
                         "the token and TLS settings in the accounting config, and that Nomad is up")
 
-    def list_allocations(self) -> tuple[list[dict[str, Any]], int]:
-        """All allocation stubs of every namespace (paged) and Nomad's index at the first page."""
-        stubs: list[dict[str, Any]] = []
+    def _pages(self, endpoint: Any, what: str, params: dict[str, Any]) -> Iterator[tuple[bytes, int]]:
+        """The raw body of each page of a paged listing, with Nomad's index (X-Nomad-Index) at that page."""
         token: str | None = None
-        index = 0
         while True:
-            params: dict[str, Any] = {"namespace": "*", "task_states": "false", "per_page": PAGE_SIZE}
+            query = dict(params, per_page=PAGE_SIZE)
             if token:
-                params["next_token"] = token
+                query["next_token"] = token
             try:
-                resp = self.api.allocations.request(method="get", params=params)
-                page = resp.json()
+                resp = endpoint.request(method="get", params=query)
+                body = resp.content
             except (nexc.BaseNomadException, requests.RequestException, OSError, ValueError) as exc:
-                raise self._fail("listing allocations", exc) from None
-            if not isinstance(page, list):
-                raise KitError(f"Nomad at {self.settings.address}: /v1/allocations returned "
-                               f"{type(page).__name__}, expected a list")
-            if not index:
-                index = int(resp.headers.get("X-Nomad-Index", "0") or 0)
-            stubs.extend(page)
+                raise self._fail(f"listing {what}", exc) from None
+            yield body, int(resp.headers.get("X-Nomad-Index", "0") or 0)
             token = resp.headers.get("X-Nomad-NextToken")
             if not token:
-                return stubs, index
+                return
+
+    def _bad_page(self, path: str, problem: str) -> KitError:
+        return KitError(f"Nomad at {self.settings.address}: {path} returned {problem}; check nomad.address "
+                        "in the accounting config points at Nomad's HTTP API")
+
+    def allocation_pages(self) -> Iterator[tuple[list[Any], int]]:
+        """Pages of allocation stubs of every namespace with their resources and task states (see nomad_listing)."""
+        for body, index in self._pages(self.api.allocations, "allocations",
+                                       {"namespace": "*", "resources": "true", "task_states": "true"}):
+            try:
+                yield decode_allocations(body), index
+            except PageError as exc:
+                raise self._bad_page("/v1/allocations", str(exc)) from None
+
+    def job_owners(self, owner_key: str) -> OwnerIndex:
+        """The owner (job meta ``owner_key``) of every job of every namespace."""
+        owners = OwnerIndex()
+        for body, _ in self._pages(self.api.jobs, "jobs", {"namespace": "*", "meta": "true"}):
+            try:
+                owners.add_page(decode_jobs(body), owner_key)
+            except PageError as exc:
+                raise self._bad_page("/v1/jobs", str(exc)) from None
+        return owners.finish()
+
+    def list_allocations(self) -> tuple[list[dict[str, Any]], int]:
+        """All allocation stubs of every namespace (without task states) and Nomad's index at the first page."""
+        stubs: list[dict[str, Any]] = []
+        index = 0
+        for body, page_index in self._pages(self.api.allocations, "allocations",
+                                            {"namespace": "*", "task_states": "false"}):
+            try:
+                page = _ANY_JSON.decode(body)
+            except msgspec.DecodeError as exc:
+                raise self._bad_page("/v1/allocations", f"not JSON: {exc}") from None
+            if not isinstance(page, list):
+                raise self._bad_page("/v1/allocations", f"a {type(page).__name__}, expected a list")
+            index = index or page_index
+            stubs.extend(page)
+        return stubs, index
 
     def _get(self, endpoint: Any, what: str, ident: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
         try:

@@ -147,7 +147,7 @@ class Store:
         return changed
 
     def touch(self, alloc_ids: Iterable[str], seen_at: int) -> None:
-        """Record that these allocations were still present in Nomad at ``seen_at``."""
+        """Record that these allocations were still present in Nomad at ``seen_at`` (what closing a gone one reads)."""
         ids = [(seen_at, a) for a in alloc_ids]
         if ids:
             self.db.execute("BEGIN IMMEDIATE")
@@ -191,6 +191,13 @@ class Store:
     def modify_indexes(self) -> dict[str, int]:
         """Allocation id -> stored ModifyIndex (the per-allocation cursor)."""
         return dict(self.db.execute("SELECT alloc_id, modify_index FROM allocations"))
+
+    def modify_indexes_of(self, alloc_ids: list[str]) -> dict[str, int]:
+        """Stored ModifyIndex of those of ``alloc_ids`` that are stored (one page of a listing)."""
+        if not alloc_ids:
+            return {}
+        return dict(self.db.execute("SELECT alloc_id, modify_index FROM allocations WHERE alloc_id IN "
+                                    "(SELECT value FROM json_each(?))", (json.dumps(alloc_ids),)))
 
     def open_ids(self) -> set[str]:
         """Allocations not yet ended (and not closed as gone)."""

@@ -1,0 +1,152 @@
+"""The bulk listing path (msgspec-typed pages) against the reference parser, and the collector's use of it.
+
+Nomad is the recorded-response TEST DOUBLE (nomad_double.py) where a server is needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nomad_double import NomadDouble, fixture
+
+from ai4os_kit.accounting.collector import collect
+from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
+from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, \
+    usage_from_stub
+from ai4os_kit.accounting.nomad_parse import MalformedAllocation, parse_allocation, parse_node
+from ai4os_kit.accounting.store import Store
+
+NODE = parse_node(fixture("node-gpu.json"))
+GPU_IDS = [i["ID"] for i in fixture("node-gpu.json")["NodeResources"]["Devices"][0]["Instances"]]
+
+
+def _time(epoch: int, fraction: str, zero: bool) -> str:
+    if zero:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + (f".{fraction}" if fraction else "") + "Z"
+
+
+times = st.tuples(st.integers(1_500_000_000, 1_900_000_000), st.text("0123456789", max_size=9).map(
+    lambda f: f or ""), st.booleans())
+
+
+@st.composite
+def stubs(draw: st.DrawFn) -> dict[str, Any]:
+    """An allocation list stub as Nomad sends it with resources=true (built on the recorded GPU allocation)."""
+    doc = fixture("allocation-gpu-running.json")
+    doc.pop("Job")  # a stub has no job
+    doc["ClientStatus"] = draw(st.sampled_from(["pending", "running", "complete", "failed", "lost", "unknown"]))
+    doc["ID"] = draw(st.uuids()).__str__()
+    doc["Namespace"] = draw(st.sampled_from(["ai4eosc", "", None]))
+    doc["CreateTime"] = draw(st.integers(0, 2 * 10**18))
+    doc["ModifyTime"] = draw(st.integers(0, 2 * 10**18))
+    for state in doc["TaskStates"].values():
+        state["StartedAt"] = _time(*draw(times)) if draw(st.booleans()) else draw(st.sampled_from([None, ""]))
+        state["FinishedAt"] = _time(*draw(times))
+    tasks = doc["AllocatedResources"]["Tasks"]
+    for res in tasks.values():
+        res["Cpu"] = {"CpuShares": draw(st.integers(0, 50_000)),
+                      "ReservedCores": draw(st.none() | st.lists(st.integers(0, 63), max_size=16))}
+        res["Memory"] = draw(st.none() | st.builds(lambda m: {"MemoryMB": m}, st.integers(0, 10**6)))
+        res["Devices"] = draw(st.none() | st.lists(st.fixed_dictionaries({
+            "Vendor": st.sampled_from(["nvidia", "amd", ""]), "Type": st.sampled_from(["gpu", "fpga"]),
+            "Name": st.sampled_from(["NVIDIA H100 80GB HBM3", "Tesla T4", "MI300"]),
+            "DeviceIDs": st.lists(st.sampled_from(GPU_IDS + ["GPU-other"]), max_size=2, unique=True)}), max_size=2))
+    if draw(st.booleans()):
+        del tasks["dind"]
+    doc["AllocatedResources"]["Shared"] = draw(st.none() | st.builds(lambda d: {"DiskMB": d}, st.integers(0, 10**7)))
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=stubs(), node=st.sampled_from([NODE, None]))
+def test_fast_path_equals_the_reference_parser(doc: dict[str, Any], node: Any) -> None:
+    typed = decode_allocations(json.dumps([doc]).encode())[0]
+    try:
+        reference = parse_allocation(copy.deepcopy(doc), node)._replace(owner="someone")
+    except MalformedAllocation:
+        reference = None
+    fast = usage_from_stub(typed, node, "someone")
+    if fast is not None:  # None: left to the reference
+        assert fast == reference
+    # the fast path declines only what it cannot read exactly; Nomad's own shape it always reads
+    if doc["ClientStatus"] != "unknown" and reference is not None:
+        assert fast is not None or any(s and not s.endswith("Z") for t in doc["TaskStates"].values()
+                                       for s in (t["StartedAt"], t["FinishedAt"]))
+
+
+def test_a_time_just_before_a_second_counts_that_second() -> None:
+    doc = fixture("allocation-gpu-running.json")
+    for state in doc["TaskStates"].values():
+        state["StartedAt"] = "2026-03-30T22:05:59.9999999Z"
+    typed = decode_allocations(json.dumps([doc]).encode())[0]
+    usage = usage_from_stub(typed, NODE, "x")
+    assert usage is not None and usage.start == 1774908359  # truncated as the reference does, not rounded up
+
+
+def test_a_page_with_a_malformed_value_decodes_untyped() -> None:
+    good, bad = fixture("allocation-gpu-running.json"), fixture("allocation-cpu-complete.json")
+    bad["AllocatedResources"]["Tasks"]["train"]["Memory"]["MemoryMB"] = "lots"
+    page = decode_allocations(json.dumps([good, bad]).encode())
+    assert all(isinstance(d, dict) for d in page)
+    assert as_stub(page[0]) is not None and as_stub(page[1]) is None
+
+
+def test_owner_index_finds_owners_and_drops_jobs_sharing_a_key() -> None:
+    jobs = [JobStub("a", "ai4eosc", {"owner": "ann@egi.eu"}), JobStub("b", None, {"owner": "bob@egi.eu"}),
+            JobStub("c", "ai4eosc", {"other": "x"}), JobStub("d", "ai4eosc", {"owner": "x"}),
+            JobStub("d", "ai4eosc", {"owner": "y"})]  # the same key twice: ambiguous, left out
+    index = OwnerIndex()
+    index.add_page(jobs, "owner")
+    index.finish()
+    assert index.lookup([("ai4eosc", "a"), ("default", "b"), ("ai4eosc", "c"), ("ai4eosc", "d"),
+                         ("ai4eosc", "zzz")]) == ["ann@egi.eu", "bob@egi.eu", None, MISSING, MISSING]
+    assert OwnerIndex().finish().lookup([("x", "y")]) == [MISSING]
+
+
+def _source(double: NomadDouble) -> NomadSource:
+    return NomadSource(NomadSettings(address=double.address, timeout=5))
+
+
+def test_owner_in_task_group_meta_is_read_from_the_full_allocation(nomad_double: NomadDouble, tmp_path: Path) -> None:
+    doc = fixture("allocation-cpu-complete.json")
+    doc["Job"]["Meta"] = None
+    doc["Job"]["TaskGroups"][0]["Meta"] = {"owner": "group-owner@egi.eu"}
+    nomad_double.allocs[doc["ID"]] = doc
+    before = nomad_double.requests
+    with Store(tmp_path / "acct.sqlite") as store:
+        result = collect(_source(nomad_double), store)
+        usage = store.get(doc["ID"])
+    assert usage is not None and usage.owner == "group-owner@egi.eu" and result.problems == []
+    # jobs page, allocations page, the node, and this allocation in full
+    assert nomad_double.requests - before == 4
+
+
+def test_allocation_of_a_job_missing_from_the_job_listing_is_read_in_full(nomad_double: NomadDouble,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = fixture("allocation-gpu-running.json")
+    nomad_double.allocs[doc["ID"]] = doc
+    monkeypatch.setattr(NomadDouble, "_jobs", lambda self, query: (200, [], {"X-Nomad-Index": str(self.index)}))
+    with Store(tmp_path / "acct.sqlite") as store:  # a job created after the job listing was read
+        collect(_source(nomad_double), store)
+        usage = store.get(doc["ID"])
+    assert usage is not None and usage.owner == "c3f1a9e0b2d4@egi.eu" and usage.gpu_count == 1
+
+
+def test_listing_pages_are_typed_and_carry_resources(nomad_double: NomadDouble) -> None:
+    for name in ("allocation-gpu-running.json", "allocation-cpu-complete.json"):
+        doc = fixture(name)
+        nomad_double.allocs[doc["ID"]] = doc
+    pages = list(_source(nomad_double).allocation_pages())
+    stubs = [s for page, _ in pages for s in page]
+    assert len(stubs) == 2 and all(s.AllocatedResources is not None and s.TaskStates for s in stubs)
+    assert msgspec.json.decode(msgspec.json.encode(stubs[0]))["ID"] == stubs[0].ID
