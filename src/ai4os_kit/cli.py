@@ -21,23 +21,28 @@ from typing import Any, Callable, Sequence
 from ai4os_kit import __version__
 from ai4os_kit.accounting import cli as accounting_cli
 from ai4os_kit.cloud import cli as cloud_cli
-from ai4os_kit.cloud import preflight as cloud_preflight
 from ai4os_kit.errors import InputError, KitError
 from ai4os_kit.model.inventory import copy_inventory, load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import PLATFORM_FILE, ROOT
-from ai4os_kit.platform import contract, oidc
+from ai4os_kit.platform import contract
 from ai4os_kit.terraform import cli as terraform_cli
 from ai4os_kit.testbed import cli as testbed_cli
 
 # Modules that add commands, in the order of `--help`.
 COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, accounting_cli, contract]
 
-# Online checks run by `check --online`: (area, function(plan, args) -> report lines).
-ONLINE_CHECKS: list[tuple[str, Callable[..., Any]]] = [
-    ("preflight", cloud_preflight.online_check),
-    ("oidc", oidc.online_check),
-]
+
+
+def online_checks() -> list[tuple[str, Callable[..., Any]]]:
+    """The checks `check --online` runs: (area, function(plan, args) -> report lines).
+
+    Imported here, not at start: openstacksdk alone costs a third of a second.
+    """
+    from ai4os_kit.cloud import preflight
+    from ai4os_kit.platform import oidc
+
+    return [("preflight", preflight.online_check), ("oidc", oidc.online_check)]
 
 # Packages a command may import that only an extra installs: top-level module -> extra.
 OPTIONAL_PACKAGES: dict[str, str] = {
@@ -85,7 +90,7 @@ def _load(path: str) -> Any:
 
 def _online(plan: dict[str, Any], args: argparse.Namespace) -> int:
     failed = 0
-    for area, check in ONLINE_CHECKS:
+    for area, check in online_checks():
         try:
             result = check(plan, args)
         except KitError as err:  # one failing area must not hide the others' results

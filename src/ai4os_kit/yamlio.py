@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,18 @@ import yaml
 from ai4os_kit.errors import InputError
 
 KeyPath = tuple[str | int, ...]
+
+
+class SourceMap(dict[KeyPath, int]):
+    """Key path -> line number, plus ``plain``: key path -> the text of each unquoted scalar.
+
+    The text tells what the operator wrote when YAML read it as something else
+    (``22.10`` as the number 22.1, ``NO`` as false).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain: dict[KeyPath, str] = {}
 
 
 def format_path(path: KeyPath) -> str:
@@ -23,8 +36,10 @@ def format_path(path: KeyPath) -> str:
     return out
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> None:
+def _walk(node: yaml.Node, path: KeyPath, lines: SourceMap, file: str) -> None:
     lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode) and node.style is None:
+        lines.plain[path] = node.value
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -44,18 +59,38 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) 
             _walk(item, path + (index,), lines, file)
 
 
-def load_yaml(file: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """Load a YAML file; return the data and a map key path -> line number.
+def read_error(name: str, exc: OSError | UnicodeDecodeError) -> InputError:
+    """Why a file cannot be read, with the fix that matches the cause."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InputError(name, "", f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          "save the file as UTF-8 (it is YAML text)")
+    if isinstance(exc, FileNotFoundError):
+        return InputError(name, "", "file not found", "create it (ai4os-kit init copies the sample inventory)")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(name, "", "is a directory, not a file",
+                          "remove or rename the directory and put the YAML file there (ai4os-kit init creates it)")
+    if exc.errno == errno.ELOOP:
+        return InputError(name, "", "is a symbolic link that points back at itself (a link loop)",
+                          "replace the link with the file, or point it at a real file")
+    if isinstance(exc, NotADirectoryError):
+        return InputError(name, "", "a parent of this path is a file, not a directory",
+                          "give the path of an inventory directory")
+    if isinstance(exc, PermissionError):
+        return InputError(name, "", "cannot be read: permission denied",
+                          "let the user running ai4os-kit read it (e.g. chmod u+r)")
+    return InputError(name, "", f"cannot be read: {exc.strerror or exc}", "check the file and its directory")
 
-    Syntax errors and duplicate keys become :class:`InputError` with the line.
+
+def load_yaml(file: Path) -> tuple[Any, SourceMap]:
+    """Load a YAML file; return the data and its source map (key path -> line, plain scalars).
+
+    Unreadable files, syntax errors and duplicate keys become :class:`InputError` with the line.
     """
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(name, "", "file not found", "create it (ai4os-kit init copies the sample inventory)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(name, "", f"cannot be read: {exc}", "check the file's permissions and that it is UTF-8 text") from None
+        raise read_error(name, exc) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -70,7 +105,7 @@ def load_yaml(file: Path) -> tuple[Any, dict[KeyPath, int]]:
                          line=line) from None
     except yaml.YAMLError as exc:
         raise InputError(name, "", f"YAML error: {exc}", "fix the YAML syntax") from None
-    lines: dict[KeyPath, int] = {}
+    lines = SourceMap()
     if node is not None:
         _walk(node, (), lines, name)
     return data, lines

@@ -93,11 +93,11 @@ CASES = [
                                        "ai4os_domain: ai4os.example.org\nai4os_domain: other.example.org"),
          "platform.yml:", "ai4os_domain", ("key given twice", "keep one")),
     Case("wrong-type-count", mutate("sites.yml", setitem(pool(0, 0), "count", "three")),
-         "sites.yml", "ai4os_sites[0].pools[0].count", ("is a string, not a number", "without quotes")),
+         "sites.yml", "ai4os_sites[0].pools[0].count", ("'three' is text, not a number", "without quotes")),
     Case("wrong-type-vos", mutate("platform.yml", setitem(top, "ai4os_vos", "vo.ai4eosc.eu")),
-         "platform.yml", "ai4os_vos", ("is a string, expected array",)),
+         "platform.yml", "ai4os_vos", ("is text, expected a list",)),
     Case("boolean-as-string", replace("platform.yml", "ai4os_enable_papi: true", 'ai4os_enable_papi: "yes"'),
-         "platform.yml", "ai4os_enable_papi", ("is a string, not a boolean", "true or false without quotes")),
+         "platform.yml", "ai4os_enable_papi", ("is text, not a boolean", "true or false without quotes")),
     Case("boolean-as-string-in-site", mutate("sites.yml", setitem(pool(0, 1), "floating_ip", "true")),
          "sites.yml", "ai4os_sites[0].pools[1].floating_ip", ("not a boolean",)),
     Case("unknown-top-key-did-you-mean", replace("platform.yml", "ai4os_nomad_region:", "ai4os_nomad_regoin:"),
@@ -125,7 +125,7 @@ CASES = [
     Case("accelerator-on-cpu-pool", mutate("sites.yml", lambda d: d["ai4os_sites"][0]["pools"][3]["flavor"].update(accelerator={"type": "GPU", "number": 1})),
          "sites.yml", "ai4os_sites[0].pools[3].flavor.accelerator", ("on a 'cpu' pool", "role: gpu")),
     Case("invalid-hostname-characters", mutate("sites.yml", setitem(site(0), "name", "IFCA_1")),
-         "sites.yml", "ai4os_sites[0].name", ("invalid format", "matching")),
+         "sites.yml", "ai4os_sites[0].name", ("invalid format", "a DNS label", "at most 20 characters")),
     Case("enum-typo-did-you-mean", mutate("sites.yml", setitem(pool(0, 3), "role", "cpus")),
          "sites.yml", "ai4os_sites[0].pools[3].role", ("'cpus' is not allowed", "did you mean 'cpu'")),
     Case("unknown-namespace", mutate("sites.yml", setitem(pool(0, 4), "namespaces", ["ai4eosk"])),
@@ -164,6 +164,49 @@ CASES = [
          "sites.yml", "ai4os_sites[0].vo", ("not offered at CESNET-MCCG2", "IFCA-LCG2")),
     Case("oidc-mapping-for-other-provider", replace("platform.yml", "provider: egi_checkin", "provider: keycloak"),
          "platform.yml", "ai4os_oidc.checkin", ("Check-in mapping is given but provider is keycloak", "remove ai4os_oidc.checkin")),
+    # ---- round 2: type coercions, values YAML changes, contradictions, reserved names, paths, words
+    Case("count-as-float", replace("sites.yml", "        count: 3\n", "        count: 3.0\n"),
+         "sites.yml", "ai4os_sites[0].pools[0].count", ("3.0 is not a whole number", "write 3")),
+    Case("count-with-fraction", mutate("sites.yml", setitem(pool(0, 3), "count", 2.5)),
+         "sites.yml", "ai4os_sites[0].pools[3].count", ("2.5 is not a whole number", "no decimal point")),
+    Case("count-as-boolean", mutate("sites.yml", setitem(pool(0, 3), "count", True)),
+         "sites.yml", "ai4os_sites[0].pools[3].count", ("the boolean true", "expected a whole number")),
+    Case("unquoted-version-becomes-number", replace("sites.yml", 'os_version: "22.04"', "os_version: 22.10"),
+         "sites.yml", "ai4os_sites[0].image.properties.os_version",
+         ("'22.10' was read by YAML as the number 22.1", 'quote it: os_version: "22.10"')),
+    Case("country-no-becomes-boolean", replace("sites.yml", "country: ES", "country: NO"),
+         "sites.yml", "ai4os_sites[0].location.country", ("'NO' was read by YAML as the boolean false", 'quote it: country: "NO"')),
+    Case("list-given-as-mapping", mutate("platform.yml", setitem(top, "ai4os_vos", {"name": "vo.ai4eosc.eu"})),
+         "platform.yml", "ai4os_vos", ("is a mapping, expected a list", "lines starting with '- '")),
+    Case("mapping-given-as-list", mutate("sites.yml", setitem(site(0), "location", ["ES"])),
+         "sites.yml", "ai4os_sites[0].location", ("is a list, expected a mapping",)),
+    Case("flavor-id-and-name", mutate("sites.yml", lambda d: d["ai4os_sites"][1]["pools"][0]["flavor"].update(id="5c1e")),
+         "sites.yml", "ai4os_sites[1].pools[0].flavor", ("both id '5c1e' and name 'standard.medium'", "keep one of them")),
+    Case("flavor-name-and-minimums", mutate("sites.yml", lambda d: d["ai4os_sites"][1]["pools"][2]["flavor"].update(vcpus=8, ram_mb=16384)),
+         "sites.yml", "ai4os_sites[1].pools[2].flavor", ("minimums vcpus, ram_mb", "silently ignored", "remove vcpus, ram_mb")),
+    Case("empty-site-list", lambda inv: (inv / "sites.yml").write_text("ai4os_sites: []\n"),
+         "sites.yml", "ai4os_sites", ("is an empty list", "list at least 1 entry")),
+    Case("site-list-left-empty", lambda inv: (inv / "sites.yml").write_text("ai4os_sites:\n"),
+         "sites.yml", "ai4os_sites", ("is empty (nothing after the colon)", "expected a list")),
+    Case("empty-pool-list", mutate("sites.yml", setitem(site(1), "pools", [])),
+         "sites.yml", "ai4os_sites[1].pools", ("is an empty list", "list at least 1 entry")),
+    Case("reserved-admin-user", replace("platform.yml", "ai4os_enable_papi: true",
+                                        "ai4os_enable_papi: true\nai4os_admin_users:\n  - {name: nomad, ssh_keys: ['ssh-ed25519 AAAA op']}"),
+         "platform.yml", "ai4os_admin_users[0].name", ("'nomad' is a system or service account", "personal login name")),
+    Case("admin-user-twice", replace("platform.yml", "ai4os_enable_papi: true",
+                                     "ai4os_enable_papi: true\nai4os_admin_users:\n  - {name: ana, ssh_keys: ['ssh-ed25519 AAAA a']}"
+                                     "\n  - {name: ana, ssh_keys: ['ssh-ed25519 AAAA b']}"),
+         "platform.yml", "ai4os_admin_users[1].name", ("listed twice", "list each admin once")),
+    Case("site-name-too-long", mutate("sites.yml", setitem(site(1), "name", "cesnet-brno-production")),
+         "sites.yml", "ai4os_sites[1].name", ("invalid format", "at most 20 characters")),
+    Case("country-code-in-words", replace("sites.yml", "country: ES", "country: Spain"),
+         "sites.yml", "ai4os_sites[0].location.country", ("'Spain' has an invalid format", "two upper-case letters")),
+    Case("platform-file-is-a-directory", lambda inv: ((inv / "platform.yml").unlink(), (inv / "platform.yml").mkdir()),
+         "platform.yml", "(top level)", ("is a directory, not a file", "remove or rename the directory")),
+    Case("platform-file-link-loop", lambda inv: ((inv / "platform.yml").unlink(), (inv / "platform.yml").symlink_to("platform.yml")),
+         "platform.yml", "(top level)", ("points back at itself", "replace the link with the file")),
+    Case("sites-file-not-utf8", lambda inv: (inv / "sites.yml").write_bytes(b"ai4os_sites:\n  - name: caf\xe9\n"),
+         "sites.yml", "(top level)", ("is not UTF-8 text", "save the file as UTF-8")),
 ]
 
 
@@ -198,8 +241,56 @@ def test_bad_inventory_is_rejected_clearly(case: Case, sample_inventory: Path) -
     assert not (sample_inventory / "hosts.yml").exists()
 
 
-def test_there_are_at_least_25_cases() -> None:
-    assert len({c.id for c in CASES}) >= 25
+def test_there_are_at_least_55_cases() -> None:
+    assert len({c.id for c in CASES}) >= 55
+
+
+def test_every_problem_of_both_files_in_one_run(sample_inventory: Path) -> None:
+    """Broken YAML in platform.yml does not hide broken YAML in sites.yml, nor schema errors each other."""
+    replace("platform.yml", "ai4os_nomad_region: ai4os", "ai4os_nomad_region: [ai4os")(sample_inventory)
+    (sample_inventory / "sites.yml").write_text("ai4os_sites:\n  - name: x\n   pools: []\n")
+    result = run_kit("check", str(sample_inventory))
+    assert result.returncode == 2 and "2 problem(s) found" in result.stderr, result.stderr
+    assert "platform.yml" in result.stderr and "sites.yml" in result.stderr
+    (sample_inventory / "platform.yml").write_text((sample_inventory / "platform.yml").read_text().replace("[ai4os", "ai4os"))
+    mutate("platform.yml", setitem(top, "ai4os_domain", 7))(sample_inventory)
+    (sample_inventory / "sites.yml").write_text(yaml.safe_dump({"ai4os_sites": [{"name": "x", "pools": [{"role": "cpu", "count": 1.5}]}]}))
+    result = run_kit("check", str(sample_inventory))
+    assert result.returncode == 2 and "ai4os_domain" in result.stderr and "count" in result.stderr, result.stderr
+
+
+def test_inventory_path_that_is_a_file(sample_inventory: Path) -> None:
+    result = run_kit("check", str(sample_inventory / "platform.yml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is a file, not an inventory directory" in result.stderr and "fix:" in result.stderr
+
+
+def test_inventory_path_that_is_a_link_loop(tmp_path: Path) -> None:
+    (tmp_path / "inv").symlink_to(tmp_path / "inv")
+    result = run_kit("check", str(tmp_path / "inv"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "symbolic link" in result.stderr and "fix:" in result.stderr
+
+
+def test_every_schema_pattern_is_explained_in_words() -> None:
+    """An operator reads "at most 20 characters", never a regular expression."""
+    import json
+
+    def walk(node: object, where: str) -> list[str]:
+        out = []
+        if isinstance(node, dict):
+            if "pattern" in node and not node.get("x-pattern-words"):
+                out.append(where)
+            for k, v in node.items():
+                out += walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                out += walk(v, f"{where}[{i}]")
+        return out
+
+    root = Path(__file__).resolve().parents[2] / "schemas"
+    missing = [m for f in sorted(root.glob("*.json")) for m in walk(json.loads(f.read_text()), f.name)]
+    assert not missing, missing
 
 
 def test_the_unbroken_sample_passes(sample_inventory: Path) -> None:

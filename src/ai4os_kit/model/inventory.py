@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jsonschema
 
 from ai4os_kit.errors import InputError, InputErrors
-from ai4os_kit.model import component_rules, egi_sites, secrets
+from ai4os_kit.model import component_rules, egi_sites, placement, secrets
 from ai4os_kit.model.catalog import (
     Component,
     Resolution,
@@ -36,7 +36,7 @@ from ai4os_kit.paths import (
     SECRETS_FILE,
     SITES_FILE,
 )
-from ai4os_kit.yamlio import KeyPath, format_path, line_of, load_yaml
+from ai4os_kit.yamlio import KeyPath, SourceMap, format_path, line_of, load_yaml, read_error
 
 CLIENT_ROLES = ("services", "cpu", "gpu", "tryme", "batch")
 VALID_SERVER_COUNTS = (1, 3, 5)
@@ -110,20 +110,41 @@ def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any]:
 
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
-        return "a boolean"
+        return f"the boolean {str(value).lower()}"
     if isinstance(value, int):
-        return "an integer"
+        return f"the whole number {value}"
     if isinstance(value, float):
-        return "a number"
+        return f"the number {value}"
     if isinstance(value, str):
-        return "a string"
+        return "text"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     if value is None:
-        return "empty (null)"
+        return "empty (nothing after the colon)"
     return type(value).__name__
+
+
+# JSON Schema's type names in the words of a YAML file.
+TYPE_WORDS = {
+    "object": "a mapping (indented `key: value` lines)",
+    "array": "a list (lines starting with '- ', or [a, b])",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+
+
+def _want(types: Any) -> str:
+    names = types if isinstance(types, list) else [types]
+    return " or ".join(TYPE_WORDS.get(n, n) for n in names)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _schema_error(err: jsonschema.ValidationError, file: str, lines: dict[KeyPath, int],
@@ -133,8 +154,10 @@ def _schema_error(err: jsonschema.ValidationError, file: str, lines: dict[KeyPat
     line = line_of(lines, path)
     validator = err.validator
     value = err.instance
-    desc = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    desc = schema.get("description", "")
     hint = f" ({desc})" if desc else ""
+    written = getattr(lines, "plain", {}).get(path)
     if validator == "additionalProperties":
         extra = sorted(set(value) - set(err.schema.get("properties", {})))
         extra = [k for k in extra if not any(re.search(p, k) for p in err.schema.get("patternProperties", {}))]
@@ -152,35 +175,62 @@ def _schema_error(err: jsonschema.ValidationError, file: str, lines: dict[KeyPat
                           f"add '{missing}'" + (f": {mdesc}" if mdesc else ""), line=line)
     if validator == "type":
         want = err.validator_value
-        want_s = " or ".join(want) if isinstance(want, list) else want
-        if want == "boolean" and isinstance(value, str):
-            return InputError(file, key, f"'{value}' is a string, not a boolean",
+        wants = want if isinstance(want, list) else [want]
+        if "string" in wants and isinstance(value, (bool, int, float)) and written is not None:
+            return InputError(file, key, f"'{written}' was read by YAML as {_type_name(value)}, not as text",
+                              f"quote it: {path[-1]}: \"{written}\"" if path else f"quote it: \"{written}\"", line=line)
+        if "boolean" in wants and isinstance(value, str):
+            return InputError(file, key, f"'{value}' is text, not a boolean",
                               "write true or false without quotes", line=line)
-        if want in ("integer", "number") and isinstance(value, str):
-            return InputError(file, key, f"'{value}' is a string, not a number",
+        if set(wants) & {"integer", "number"} and isinstance(value, str):
+            return InputError(file, key, f"'{value}' is text, not a number",
                               "write the number without quotes", line=line)
-        return InputError(file, key, f"is {_type_name(value)}, expected {want_s}",
-                          f"give {want_s} here{hint}", line=line)
+        if "integer" in wants and isinstance(value, float):
+            whole = f"write {int(value)}" if value.is_integer() else "write a whole number (no decimal point)"
+            return InputError(file, key, f"{written or value} is not a whole number", f"{whole}{hint}", line=line)
+        return InputError(file, key, f"is {_type_name(value)}, expected {_want(want)}",
+                          f"give {_want(want)} here{hint}", line=line)
     if validator == "enum":
         choices = [str(c) for c in err.validator_value]
-        return InputError(file, key, f"'{value}' is not allowed{suggest(str(value), choices)}",
+        shown = written if written is not None and not isinstance(value, str) else value
+        return InputError(file, key, f"'{shown}' is not allowed{suggest(str(shown), choices)}",
                           f"use one of: {', '.join(choices)}", line=line)
     if validator == "pattern":
-        return InputError(file, key, f"'{value}' has an invalid format",
-                          f"use a value matching {err.validator_value}{hint}", line=line)
+        words = schema.get("x-pattern-words") or f"a value matching {err.validator_value}"
+        return InputError(file, key, f"'{value}' has an invalid format", f"write {words}{hint}", line=line)
     if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return InputError(file, key, f"{value} is out of range ({validator} {err.validator_value})",
-                          f"use a value within range{hint}", line=line)
-    if validator in ("minItems", "minLength"):
-        return InputError(file, key, "is empty", f"give at least {err.validator_value} item(s)/character(s){hint}", line=line)
+        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                 "exclusiveMaximum": "less than"}[validator]
+        return InputError(file, key, f"{value} is out of range: it must be {bound} {err.validator_value}",
+                          f"give a value {bound} {err.validator_value}{hint}", line=line)
+    if validator == "minItems":
+        return InputError(file, key, "is an empty list" if not value else f"has {_plural(len(value), 'item')}",
+                          f"list at least {_plural(err.validator_value, 'entry')}{hint}"
+                          " (see inventories/sample)", line=line)
+    if validator == "minLength":
+        return InputError(file, key, "is empty text", f"give a value{hint}", line=line)
+    if validator == "maxLength":
+        return InputError(file, key, f"is {len(value)} characters long",
+                          f"use at most {_plural(err.validator_value, 'character')}", line=line)
     return InputError(file, key, err.message, f"fix the value{hint}", line=line)
+
+
+def _strict_integer(checker: Any, value: Any) -> bool:
+    """YAML's 3.0 is a float: JSON Schema would call it an integer, Python's range() would not."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
 
 
 def _validate_schema(data: Any, schema: dict[str, Any], file: str, lines: dict[KeyPath, int]) -> list[InputError]:
     if not isinstance(data, dict):
         return [InputError(file, "", f"the file holds {_type_name(data)}, expected a mapping of keys",
                            "start the file with the keys shown in inventories/sample", line=1)]
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (line_of(lines, tuple(e.absolute_path)) or 0, e.message))
     # report the most specific error per location (jsonschema may report a parent and a child)
     out: list[InputError] = []
@@ -214,6 +264,7 @@ def pool_name(pool: dict[str, Any]) -> str:
 
 
 def _check_platform(platform: dict[str, Any], col: _Collector) -> None:
+    _check_admin_users(platform, col)
     vos = platform["ai4os_vos"]
     for attr in ("name", "namespace", "domain"):
         seen: dict[str, int] = {}
@@ -222,6 +273,7 @@ def _check_platform(platform: dict[str, Any], col: _Collector) -> None:
                 col.add(("ai4os_vos", i, attr), f"'{vo[attr]}' is used by ai4os_vos[{seen[vo[attr]]}] too",
                         f"give every VO its own {attr}")
             seen.setdefault(vo[attr], i)
+    placement.check_reserved_namespaces(vos, col)
     oidc = platform["ai4os_oidc"]
     if oidc["provider"] == "keycloak" and "checkin" in oidc:
         col.add(("ai4os_oidc", "checkin"), "a Check-in mapping is given but provider is keycloak",
@@ -229,6 +281,42 @@ def _check_platform(platform: dict[str, Any], col: _Collector) -> None:
     if oidc["provider"] == "egi_checkin" and "keycloak" in oidc:
         col.add(("ai4os_oidc", "keycloak"), "a Keycloak mapping is given but provider is egi_checkin",
                 "remove ai4os_oidc.keycloak, or set provider: keycloak")
+
+
+# Flavor fields that are requirements (the kit picks the smallest flavor meeting them).
+FLAVOR_MINIMUMS = ("vcpus", "ram_mb", "disk_gb")
+
+
+def _check_flavor_fields(path: KeyPath, flavor: dict[str, Any], col: _Collector) -> None:
+    """A flavor is named (id or name) or described by minimums, never both ways at once."""
+    if flavor.get("id") and flavor.get("name"):
+        col.add(path, f"gives both id '{flavor['id']}' and name '{flavor['name']}'",
+                "keep one of them: the id names exactly one flavor, the name may differ between clouds")
+    minimums = [k for k in FLAVOR_MINIMUMS if k in flavor]
+    if (flavor.get("id") or flavor.get("name")) and minimums:
+        which = "id" if flavor.get("id") else "name"
+        col.add(path, f"gives a flavor {which} and the minimums {', '.join(minimums)}: the named flavor would be "
+                "used as it is and the minimums silently ignored",
+                f"remove {', '.join(minimums)} to use the named flavor, or remove {which} to let the kit pick the "
+                "smallest flavor meeting the minimums")
+
+
+# Accounts of the operating system and of the kit's services: an admin user of that name would take
+# them over (exclusive SSH keys, sudo) or break the service.
+RESERVED_USERS = ("root", "daemon", "bin", "sys", "nobody", "consul", "nomad", "traefik", "vault", "docker")
+
+
+def _check_admin_users(platform: dict[str, Any], col: _Collector) -> None:
+    seen: dict[str, int] = {}
+    for i, user in enumerate(platform.get("ai4os_admin_users") or []):
+        name = user["name"]
+        if name in RESERVED_USERS:
+            col.add(("ai4os_admin_users", i, "name"), f"'{name}' is a system or service account",
+                    f"choose a personal login name (reserved: {', '.join(RESERVED_USERS)})")
+        if name in seen:
+            col.add(("ai4os_admin_users", i, "name"), f"'{name}' is listed twice (first ai4os_admin_users[{seen[name]}])",
+                    "list each admin once, with all their keys")
+        seen.setdefault(name, i)
 
 
 def _check_site_source(i: int, site: dict[str, Any], col: _Collector) -> None:
@@ -304,6 +392,7 @@ def _check_pools(i: int, site: dict[str, Any], vo_namespaces: set[str], col: _Co
             if role == "ingress" and pool["count"] > 0 and not pool.get("floating_ip"):
                 col.add(base + ("floating_ip",), "ingress nodes are the site's entry point and bastion and need a public address",
                         "set floating_ip: true")
+        _check_flavor_fields(base + ("flavor",), flavor, col)
         for k, ns in enumerate(pool.get("namespaces") or []):
             if ns not in vo_namespaces:
                 col.add(base + ("namespaces", k), f"namespace '{ns}' is not defined{suggest(ns, sorted(vo_namespaces))}",
@@ -424,6 +513,24 @@ def check_secrets(inventory: Path) -> list[InputError]:
 
 # ------------------------------------------------------------------- entry point
 
+def _check_directory(root: Path) -> None:
+    """The inventory path is an existing directory (not a file, not a link loop)."""
+    try:
+        if root.is_dir():
+            return
+        exists = root.exists()
+    except OSError as exc:  # a link loop raises on stat
+        raise read_error(str(root), exc) from None
+    if root.is_symlink() and not exists:
+        raise InputError(str(root), "", "is a symbolic link to nothing (or to itself)",
+                         "point the link at an inventory directory, or give that directory's path")
+    if exists:
+        raise InputError(str(root), "", "is a file, not an inventory directory",
+                         "give the directory that holds platform.yml and sites.yml (not one of the files)")
+    raise InputError(str(root), "", "inventory directory not found",
+                     "give the path of an inventory directory (create one with `ai4os-kit init NAME`)")
+
+
 def copy_inventory(source: Path, target: Path) -> None:
     """Copy an inventory directory without what the kit generated in it (hosts.yml, secrets, state).
 
@@ -452,13 +559,20 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     default the list shipped with the kit; ``None`` skips it).
     """
     root = Path(path)
-    if not root.is_dir():
-        raise InputError(str(root), "", "inventory directory not found",
-                         "give the path of an inventory directory (create one with `ai4os-kit init NAME`)")
+    _check_directory(root)
     catalog = load_catalog()
     pfile, sfile = root / PLATFORM_FILE, root / SITES_FILE
-    platform, plines = load_yaml(pfile)
-    sites_doc, slines = load_yaml(sfile)
+    loaded: list[tuple[Any, SourceMap]] = []
+    errors: list[InputError] = []
+    for file in (pfile, sfile):  # both files are read before stopping, so one run names every problem
+        try:
+            loaded.append(load_yaml(file))
+        except InputError as err:
+            errors.append(err)
+            loaded.append((None, SourceMap()))
+    if errors:
+        raise InputErrors(errors)
+    (platform, plines), (sites_doc, slines) = loaded
     errors = _validate_schema(platform, platform_schema(catalog), str(pfile), plines)
     errors += _validate_schema(sites_doc, sites_schema(), str(sfile), slines)
     if errors:
@@ -470,6 +584,9 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     if resolve_egi is _DEFAULT:
         resolve_egi = default_egi_resolver()
     _check_sites(platform, sites_doc["ai4os_sites"], scol, resolve_egi)
+    placement.check_placement(sites_doc["ai4os_sites"], resolution, catalog, scol)
+    if "papi" in resolution.enabled:
+        placement.check_papi(platform, sites_doc["ai4os_sites"], pcol, scol)
     errors = pcol.errors + scol.errors
     errors += _component_settings_errors(platform, set(resolution.enabled), str(pfile), plines)
     if check_vault:
