@@ -1,19 +1,25 @@
-"""Benchmark: one million Nomad allocations through the accounting store and exporters.
+"""Benchmark: N Nomad allocations through the accounting collector, the store and the exporters.
 
-Stages (each timed): parse Nomad allocation documents -> SQLite store (upsert) ->
-APEL cloud records (dirq queue) -> APEL GPU accelerator records -> PAPI summaries ->
-monthly report (CSV, Markdown, PNG). Prints wall and CPU time per stage, the totals, and
-the peak resident memory of the process. On a shared machine the CPU time is what
-the stage costs (wall time then also counts other processes' turns on the CPU). Target (issue 6): under 60 s and 500 MB for
-store and exporters on the project's machines.
+Stages (each timed): collect (decode Nomad's listing pages, parse, upsert into the SQLite
+store) -> APEL cloud records (dirq queue) -> APEL GPU accelerator records -> PAPI summaries
+-> monthly report (CSV, Markdown, PNG). Prints wall and CPU time per stage, the totals, the
+peak resident memory of the process and the 1-minute load average at start and end. On a
+shared machine the CPU time is what a stage costs (wall time also counts other processes'
+turns on the CPU). Target (issue 16): 10,000,000 allocations in under 120 s and 500 MB.
 
-    .venv/bin/python benchmarks/accounting.py [--allocations 1000000] [--dir DIR]
+    .venv/bin/python benchmarks/accounting.py [--allocations 10000000] [--task-events 0] [--dir DIR]
 
-Run it alone (`flock -x /tmp/ai4os-heavy.lock ...` on the shared test machines). Measured
-2026-11-27 on the project's 2-core machine, 1-minute load average 2.5 at the start and 2.7 at
-the end (the benchmark itself counts 1): store + exporters 48.7 s wall / 41.4 s CPU (store
-23.8, APEL cloud 10.8, APEL GPU 2.8, PAPI summaries 8.4, report 2.9 s wall), peak RSS 317 MB;
-parsing, outside the target, 82.4 s. Before the optimisation: 75.7 s wall / 57.1 s CPU.
+What the collector reads is what Nomad sends: pages of 500 allocation stubs of
+``GET /v1/allocations?namespace=*&resources=true`` (all stub fields, three tasks with their
+resources and task states, Go's compact JSON) and pages of ``GET /v1/jobs?meta=true`` (one job
+per allocation, as PAPI creates a job per deployment, with PAPI's meta). They are generated
+in memory while the collector runs and handed to the real collector through NomadSource's
+page reader: only the HTTP transfer is left out, and generating them is not timed. Nomad also
+sends each task's latest events (up to 10 per task); ``--task-events N`` puts N in each
+task state (see docs/accounting.md for what they cost). 10 % of the allocations hold GPUs,
+5 % are running, a third run at a site that is not an EGI site.
+
+Run it alone (`flock -x /tmp/ai4os-heavy.lock ...` on the shared test machines).
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 from ai4os_kit.accounting import apel
-from ai4os_kit.accounting.collector import COMMIT_ROWS
-from ai4os_kit.accounting.nomad_parse import NodeInfo, parse_allocation
+from ai4os_kit.accounting.collector import collect
+from ai4os_kit.accounting.nomad_client import PAGE_SIZE, NomadSettings, NomadSource
 from ai4os_kit.accounting.report import rows_from_totals, write_report
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
@@ -42,49 +49,140 @@ from ai4os_kit.accounting.timeslices import month_bounds
 START = 1767225600  # 2026-01-01T00:00:00Z
 SPAN = 90 * 86400   # allocations start within three months
 NOW = START + SPAN + 86400
-NODES = [NodeInfo(f"node-{i}", f"site{i % 3}-gpu-{i}", f"site{i % 3}", 2600.0,
-                  (("nvidia", "gpu", "NVIDIA H100 80GB HBM3", tuple(f"GPU-{i}-{g}" for g in range(8))),))
-         for i in range(30)]
+TARGET_SIZE, TARGET_S, TARGET_MB = 10_000_000, 120, 500
 CTX = apel.ExportContext(site_names={"site0": "SITE-A", "site1": "SITE-B"},  # site2 is not an EGI site
                          vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
                          compute_service="AI4OS Nomad")
 
 
+def _node(i: int) -> dict[str, Any]:
+    """A GPU node as /v1/node/:id describes it (8 H100 instances)."""
+    return {"ID": str(uuid.UUID(int=i + 1, version=4)), "Name": f"site{i % 3}-gpu-{i}", "Datacenter": f"site{i % 3}",
+            "NodeResources": {"Cpu": {"CpuShares": 83200, "TotalCpuCores": 32},
+                              "Devices": [{"Vendor": "nvidia", "Type": "gpu", "Name": "NVIDIA H100 80GB HBM3",
+                                           "Instances": [{"ID": f"GPU-{i}-{g}", "Healthy": True}
+                                                         for g in range(8)]}]}}
+
+
+NODES = [_node(i) for i in range(30)]
+_EVENT = ('{"Type":"%s","Time":%d,"Message":"","DisplayMessage":"%s","Details":{},"FailsTask":false,'
+          '"RestartReason":"","SetupError":"","DriverError":"","DriverMessage":"","ExitCode":0,"Signal":0,'
+          '"KillReason":"","KillTimeout":0,"KillError":"","StartDelay":0,"DownloadError":"","ValidationError":"",'
+          '"DiskLimit":0,"FailedSibling":"","VaultError":"","TaskSignalReason":"","TaskSignal":"",'
+          '"GenericSource":""}')
+_EVENTS = (("Received", "Task received by client"), ("Task Setup", "Building Task Directory"),
+           ("Driver", "Downloading image"), ("Started", "Task started by client"),
+           ("Killing", "Sent interrupt. Waiting 5s before force killing"), ("Killed", "Task successfully killed"),
+           ("Restart Signaled", "User requested running tasks to restart"), ("Terminated", "Exit Code: 0"),
+           ("Restarting", "Task restarting in 0s"), ("Signaling", "Task being sent a signal"))
+_TASK = ('"%s":{"Cpu":{"CpuShares":%d,"ReservedCores":%s},"Memory":{"MemoryMB":%d,"MemoryMaxMB":0},'
+         '"Networks":null,"Devices":%s}')
+_STATE = ('"%s":{"State":"%s","Failed":false,"Restarts":0,"LastRestart":null,"StartedAt":"%s","FinishedAt":%s,'
+          '"Events":[%s],"TaskHandle":null}')
+_STUB = ('{"ID":"%s","EvalID":"%s","Name":"job-%d.usergroup[0]","Namespace":"%s","NodeID":"%s","NodeName":"%s",'
+         '"JobID":"job-%d","JobType":"service","JobVersion":0,"TaskGroup":"usergroup",'
+         '"AllocatedResources":{"Tasks":{%s},"TaskLifecycles":{"storage_mount":{"Hook":"prestart","Sidecar":true},'
+         '"main":null,"dind":null},"Shared":{"DiskMB":20000,"Networks":[{"Mode":"bridge","IP":"172.26.64.12"}],'
+         '"Ports":null}},"DesiredStatus":"run","DesiredDescription":"","ClientStatus":"%s","ClientDescription":"",'
+         '"DesiredTransition":{"Migrate":null,"Reschedule":null,"ForceReschedule":null,"NoShutdownDelay":null},'
+         '"TaskStates":{%s},"DeploymentStatus":{"Healthy":true,"Timestamp":"%s","Canary":false,"ModifyIndex":%d},'
+         '"FollowupEvalID":"","NextAllocation":"","RescheduleTracker":null,"PreemptedAllocations":null,'
+         '"PreemptedByAllocation":"","CreateIndex":%d,"ModifyIndex":%d,"CreateTime":%d,"ModifyTime":%d}')
+_JOB = ('{"ID":"job-%d","ParentID":"","Name":"job-%d","Namespace":"%s","Datacenters":["site0","site1","site2"],'
+        '"Multiregion":null,"Type":"service","Priority":50,"Periodic":false,"ParameterizedJob":false,"Stop":false,'
+        '"Status":"dead","StatusDescription":"","JobSummary":{"JobID":"job-%d","Namespace":"%s","Summary":'
+        '{"usergroup":{"Queued":0,"Complete":1,"Failed":0,"Running":0,"Starting":0,"Lost":0,"Unknown":0}},'
+        '"Children":{"Pending":0,"Running":0,"Dead":0},"CreateIndex":%d,"ModifyIndex":%d},"CreateIndex":%d,'
+        '"ModifyIndex":%d,"JobModifyIndex":%d,"SubmitTime":%d,"Meta":{"owner":"user%d@egi.eu",'
+        '"owner_name":"User %d","owner_email":"user%d@example.org","title":"deployment %d","description":""}}')
+
+
+_DAYS: dict[int, str] = {}
+_TASKS: dict[tuple[int, int, int], str] = {}
+
+
 def rfc3339(epoch: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + ".123456789Z"
+    """Nomad's time format (RFC 3339, nanoseconds, UTC)."""
+    day, secs = divmod(epoch, 86400)
+    if day not in _DAYS:
+        _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+    return f"{_DAYS[day]}{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.123456789Z"
 
 
-def documents(count: int, seed: int = 6) -> Iterator[tuple[dict[str, Any], NodeInfo]]:
-    """Allocation documents in Nomad's /v1/allocation/:id shape (3 tasks; 10 % with GPUs; 5 % running)."""
-    rng = random.Random(seed)
-    for i in range(count):
-        node = NODES[i % len(NODES)]
-        start = START + rng.randrange(SPAN)
-        running = rng.random() < 0.05
-        end = None if running else start + rng.randrange(60, 3 * 86400)
-        gpus = rng.choice((1, 2)) if i % 10 == 0 else 0
-        devices = [{"Vendor": "nvidia", "Type": "gpu", "Name": "NVIDIA H100 80GB HBM3",
-                    "DeviceIDs": [f"GPU-{node.node_id[5:]}-{g}" for g in range(gpus)]}] if gpus else None
-        finished = rfc3339(end) if end else "0001-01-01T00:00:00Z"
-        yield {
-            "ID": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "Namespace": "ai4eosc" if i % 3 else "imagine",
-            "JobID": f"job-{i}", "Name": f"job-{i}.usergroup[0]", "NodeID": node.node_id, "TaskGroup": "usergroup",
-            "ClientStatus": "running" if running else ("failed" if i % 17 == 0 else "complete"),
-            "CreateTime": (start - 30) * 10**9, "ModifyTime": (end or start) * 10**9, "ModifyIndex": 100 + i,
-            "Job": {"Meta": {"owner": f"user{i % 5000}@egi.eu"}, "TaskGroups": []},
-            "AllocatedResources": {
-                "Tasks": {
-                    "main": {"Cpu": {"CpuShares": 0, "ReservedCores": list(range(rng.choice((1, 2, 4, 8))))},
-                             "Memory": {"MemoryMB": 8000}, "Devices": devices},
-                    "storage_mount": {"Cpu": {"CpuShares": 50, "ReservedCores": None}, "Memory": {"MemoryMB": 250}},
-                    "dind": {"Cpu": {"CpuShares": 100, "ReservedCores": None}, "Memory": {"MemoryMB": 500}},
-                },
-                "Shared": {"DiskMB": 20000},
-            },
-            "TaskStates": {t: {"StartedAt": rfc3339(start), "FinishedAt": finished}
-                           for t in ("main", "storage_mount", "dind")},
-        }, node
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+
+def _tasks(node: int, cores: int, gpus: int) -> str:
+    """The AllocatedResources tasks of an allocation (a handful of shapes, built once each)."""
+    key = (node, cores, gpus)
+    if key not in _TASKS:
+        devices = ('[{"Vendor":"nvidia","Type":"gpu","Name":"NVIDIA H100 80GB HBM3","DeviceIDs":[%s]}]'
+                   % ",".join(f'"GPU-{node}-{g}"' for g in range(gpus))) if gpus else "null"
+        _TASKS[key] = ",".join((_TASK % ("main", 0, "[" + ",".join(map(str, range(cores))) + "]", 8000, devices),
+                                _TASK % ("storage_mount", 50, "null", 250, "null"),
+                                _TASK % ("dind", 100, "null", 500, "null")))
+    return _TASKS[key]
+
+
+def _namespace(i: int) -> str:
+    return "ai4eosc" if i % 3 else "imagine"
+
+
+def allocation_stub(i: int, rng: random.Random, events: int) -> str:
+    """One allocation list stub (resources=true, task states) in Go's compact JSON."""
+    node = NODES[i % len(NODES)]
+    start = START + rng.randrange(SPAN)
+    running = rng.random() < 0.05
+    end = None if running else start + rng.randrange(60, 3 * 86400)
+    gpus = rng.choice((1, 2)) if i % 10 == 0 else 0
+    tasks = _tasks(i % len(NODES), rng.choice((1, 2, 4, 8)), gpus)
+    started, finished = rfc3339(start), f'"{rfc3339(end)}"' if end else "null"
+    states = []
+    for task in ("main", "storage_mount", "dind"):
+        evs = ",".join(_EVENT % (kind, (start - 20 + n) * 10**9, text) for n, (kind, text) in enumerate(_EVENTS[:events]))
+        states.append(_STATE % (task, "running" if running else "dead", started, finished, evs))
+    modify = (end or start) * 10**9
+    return _STUB % (_uuid(rng), "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
+                    i, _namespace(i), node["ID"], node["Name"], i, tasks,
+                    "running" if running else ("failed" if i % 17 == 0 else "complete"), ",".join(states),
+                    started, 100 + 2 * i, 100 + 2 * i, 100 + 2 * i, (start - 30) * 10**9, modify)
+
+
+class GeneratedNomad(NomadSource):
+    """The real NomadSource (page decoding, owner index) reading generated pages instead of HTTP responses."""
+
+    def __init__(self, count: int, events: int) -> None:
+        self.settings = NomadSettings(address="http://generated")
+        self.api = SimpleNamespace(allocations="allocations", jobs="jobs")
+        self.count, self.events = count, events
+        self.nodes = {n["ID"]: n for n in NODES}
+        self.gen_wall = self.gen_cpu = 0.0
+        self.full_reads = 0
+
+    def _pages(self, endpoint: Any, what: str, params: dict[str, Any]) -> Iterator[tuple[bytes, int]]:
+        rng = random.Random(16)
+        for lo in range(0, self.count, PAGE_SIZE):
+            t0, c0 = time.perf_counter(), time.process_time()
+            hi = min(lo + PAGE_SIZE, self.count)
+            if endpoint == "jobs":
+                items = [_JOB % (i, i, _namespace(i), i, _namespace(i), 99 + 2 * i, 101 + 2 * i, 99 + 2 * i,
+                                 99 + 2 * i, 99 + 2 * i, START * 10**9, i % 5000, i % 5000, i % 5000, i)
+                         for i in range(lo, hi)]
+            else:
+                items = [allocation_stub(i, rng, self.events) for i in range(lo, hi)]
+            page = ("[" + ",".join(items) + "]").encode()
+            self.gen_wall += time.perf_counter() - t0
+            self.gen_cpu += time.process_time() - c0
+            yield page, 100 + 2 * self.count
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        return self.nodes.get(node_id)
+
+    def allocation(self, alloc_id: str, namespace: str) -> dict[str, Any] | None:
+        self.full_reads += 1  # every generated job has an owner: this is not expected
+        return None
 
 
 def peak_mb() -> float:
@@ -93,48 +191,53 @@ def peak_mb() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--allocations", type=int, default=1_000_000)
+    parser.add_argument("--allocations", type=int, default=TARGET_SIZE, help="how many allocations (size)")
+    parser.add_argument("--task-events", type=int, default=0, choices=range(11), metavar="0-10",
+                        help="events in each task state of the listing (Nomad keeps up to 10)")
     parser.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed after)")
     args = parser.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="acct-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     cpu: dict[str, float] = {}
-
     print(f"1-minute load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs; figures are only "
           "comparable on an otherwise idle machine)", flush=True)
+    print(f"{args.allocations:,} allocations, {args.task_events} event(s) per task state", flush=True)
 
-    def stage(name: str, t0: float, c0: float) -> None:
-        times[name] = time.perf_counter() - t0
-        cpu[name] = time.process_time() - c0
-        print(f"{name:<36} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_mb():5.0f} MB",
+    def stage(name: str, t0: float, c0: float, minus: tuple[float, float] = (0.0, 0.0)) -> None:
+        times[name] = time.perf_counter() - t0 - minus[0]
+        cpu[name] = time.process_time() - c0 - minus[1]
+        print(f"{name:<40} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_mb():5.0f} MB",
               flush=True)
 
+    upsert_time = [0.0, 0.0]
+    real_upsert = Store.upsert
+
+    def timed_upsert(self: Store, usages: Any, seen_at: int) -> int:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return real_upsert(self, usages, seen_at)
+        finally:
+            upsert_time[0] += time.perf_counter() - t0
+            upsert_time[1] += time.process_time() - c0
+
     try:
-        parse_s = store_s = parse_c = store_c = 0.0
-        with Store(work / "accounting.sqlite") as store:
-            batch = []
-            for doc, node in documents(args.allocations):  # generating the documents is not timed
-                t0, c0 = time.perf_counter(), time.process_time()
-                batch.append(parse_allocation(doc, node))
-                parse_s += time.perf_counter() - t0
-                parse_c += time.process_time() - c0
-                if len(batch) == COMMIT_ROWS:  # the collector's commit size
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    store.upsert(batch, NOW)
-                    store_s += time.perf_counter() - t0
-                    store_c += time.process_time() - c0
-                    batch = []
-            t0, c0 = time.perf_counter(), time.process_time()
-            store.upsert(batch, NOW)
-            count = store.count()
-        store_s += time.perf_counter() - t0  # closing (the last WAL checkpoint) is part of the store's cost
-        store_c += time.process_time() - c0
-        times["parse"], cpu["parse"] = parse_s, parse_c
-        print(f"{'parse Nomad allocation documents':<36} wall {parse_s:7.1f} s  cpu {parse_c:7.1f} s")
-        times["store"], cpu["store"] = store_s, store_c
-        print(f"{f'store (upsert) {count:,}':<36} wall {store_s:7.1f} s  cpu {store_c:7.1f} s  "
-              f"peak RSS {peak_mb():5.0f} MB", flush=True)
+        source = GeneratedNomad(args.allocations, args.task_events)
+        t0, c0 = time.perf_counter(), time.process_time()
+        Store.upsert = timed_upsert  # type: ignore[method-assign]
+        try:
+            with Store(work / "accounting.sqlite") as store:
+                result = collect(source, store, clock=lambda: NOW)
+                count = store.count()
+        finally:
+            Store.upsert = real_upsert  # type: ignore[method-assign]
+        stage(f"collect {count:,} (decode, parse, store)", t0, c0, (source.gen_wall, source.gen_cpu))
+        print(f"{'  of which store upserts':<40} wall {upsert_time[0]:7.1f} s  cpu {upsert_time[1]:7.1f} s  "
+              f"(generating the pages, not counted: {source.gen_wall:.1f} s)")
+        if result.problems or source.full_reads or count != args.allocations:
+            print(f"collect went wrong: {len(result.problems)} problem(s), {source.full_reads} full read(s), "
+                  f"{count} stored", file=sys.stderr)
+            return 2
 
         with Store(work / "accounting.sqlite") as store:
             queue = OutgoingQueue(work / "outgoing")
@@ -153,14 +256,17 @@ def main() -> int:
             rows = rows_from_totals(store.month_totals(lo, hi, NOW), CTX)
             write_report(rows, work / "reports", 2026, 2)
             stage("monthly report 2026-02 (+PNG)", t0, c0)
-        wall = sum(v for k, v in times.items() if k != "parse")
-        used = sum(v for k, v in cpu.items() if k != "parse")
-        print(f"{'store + exporters (target < 60 s)':<36} wall {wall:7.1f} s  cpu {used:7.1f} s")
-        print(f"{'total incl. parsing':<36} wall {sum(times.values()):7.1f} s  cpu {sum(cpu.values()):7.1f} s")
-        print(f"{'peak RSS (target < 500 MB)':<36} {peak_mb():7.0f} MB")
+        wall, used = sum(times.values()), sum(cpu.values())
+        per = 1e6 / max(1, args.allocations)
+        print(f"{'collect + store + exporters':<40} wall {wall:7.1f} s  cpu {used:7.1f} s  "
+              f"({wall * per:.1f} / {used * per:.1f} us per allocation)")
+        print(f"{'peak RSS':<40} {peak_mb():7.0f} MB")
         print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}")
-        ok = wall < 60 and peak_mb() < 500
-        print("target met" if ok else "TARGET MISSED")
+        if args.allocations < TARGET_SIZE:
+            print(f"(the target, < {TARGET_S} s and < {TARGET_MB} MB, is for {TARGET_SIZE:,} allocations)")
+            return 0
+        ok = wall < TARGET_S and peak_mb() < TARGET_MB
+        print("target met" if ok else "TARGET MISSED", f"(< {TARGET_S} s and < {TARGET_MB} MB)")
         return 0 if ok else 1
     finally:
         if not args.dir:

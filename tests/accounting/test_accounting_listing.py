@@ -150,3 +150,41 @@ def test_listing_pages_are_typed_and_carry_resources(nomad_double: NomadDouble) 
     stubs = [s for page, _ in pages for s in page]
     assert len(stubs) == 2 and all(s.AllocatedResources is not None and s.TaskStates for s in stubs)
     assert msgspec.json.decode(msgspec.json.encode(stubs[0]))["ID"] == stubs[0].ID
+
+
+def _usage(alloc_id: str, modify_index: int) -> Any:
+    doc = fixture("allocation-cpu-complete.json")
+    doc["ID"], doc["ModifyIndex"] = alloc_id, modify_index
+    return parse_allocation(doc, parse_node(fixture("node-cpu.json")))
+
+
+def test_first_run_writes_without_the_id_index_and_builds_it(nomad_double: NomadDouble, tmp_path: Path) -> None:
+    template = fixture("allocation-cpu-complete.json")
+    ids = {nomad_double.create(template, 1772233200 + i) for i in range(7)}
+    with Store(tmp_path / "acct.sqlite") as store:
+        indexes_during: list[set[str]] = []
+        real = store.upsert
+
+        def spy(usages: Any, seen_at: int) -> int:
+            indexes_during.append({r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")})
+            return real(usages, seen_at)
+
+        store.upsert = spy  # type: ignore[method-assign]
+        collect(_source(nomad_double), store)
+        after = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert all("allocations_id" not in names for names in indexes_during) and "allocations_id" in after
+        assert set(store.modify_indexes()) == ids
+        again = collect(_source(nomad_double), store)  # the second run upserts through the index
+        assert (again.fetched, again.written) == (0, 0)
+
+
+def test_a_bulk_load_cut_short_gets_its_index_when_the_store_is_opened(tmp_path: Path) -> None:
+    alloc = "0d2e4f6a-8b1c-4d3e-a5f7-9b0c1d2e3f40"
+    with Store(tmp_path / "acct.sqlite") as store:
+        assert store.begin_bulk()
+        store.upsert([_usage(alloc, 5), _usage(alloc, 7), _usage("1d2e4f6a-8b1c-4d3e-a5f7-9b0c1d2e3f40", 1)], 0)
+        # killed here: end_bulk never ran
+    with Store(tmp_path / "acct.sqlite") as store:
+        assert store.count() == 2 and store.get(alloc).modify_index == 7  # type: ignore[union-attr]
+        assert store.upsert([_usage(alloc, 8)], 0) == 1 and store.count() == 2
+        assert not store.begin_bulk()  # not empty: no bulk load

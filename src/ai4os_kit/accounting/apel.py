@@ -168,6 +168,56 @@ def cloud_renderer(ctx: ExportContext, now: int) -> Callable[..., str | None]:
     return render
 
 
+def _printable_ascii(column: str) -> str:
+    """SQL: the text holds printable ASCII only (one byte a character, no NUL, none outside ' '..'~')."""
+    return f"(length(CAST({column} AS BLOB)) = length({column}) AND {column} NOT GLOB '*[^ -~]*')"
+
+
+def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
+    """SQL over the store's columns that renders what :func:`cloud_renderer` renders, and its parameters.
+
+    Selects ``(text, alloc_id)``: the record text, or NULL where the name,
+    namespace or owner holds a character outside printable ASCII (the caller
+    renders those through :func:`cloud_renderer`, which drops them), and the
+    id of such a row. Sites and VOs are bound parameters; rows without a site
+    or a VO must be filtered out by the query (:func:`_filters`).
+    """
+    params: dict[str, Any] = {"now": now, "head": f"CloudComputeService: {ctx.compute_service}\n"
+                              f"CloudType: {ctx.cloud_type}\nCpuCount: "}
+    for i, (dc, site) in enumerate(ctx.site_names.items()):
+        params[f"dc{i}"], params[f"site{i}"] = dc, site
+    for i, (ns, vo) in enumerate(ctx.vos.items()):
+        params[f"ns{i}"], params[f"fqan{i}"] = ns, ctx.fqan_format.format(vo=vo)
+    params["default_fqan"] = ctx.fqan_format.format(vo=ctx.default_vo) if ctx.default_vo else None
+    site = "CASE datacenter " + " ".join(f"WHEN :dc{i} THEN :site{i}" for i in range(len(ctx.site_names))) + " END"
+    fqan = "CASE namespace " + " ".join(f"WHEN :ns{i} THEN :fqan{i}" for i in range(len(ctx.vos))) + \
+        " ELSE :default_fqan END"
+    status = "CASE status " + " ".join(f"WHEN '{nomad}' THEN '{apel}'" for nomad, apel in APEL_STATUS.items()) + " END"
+    wall = "MAX(COALESCE(end_time, :now) - start_time, 0)"
+    cores = "(CASE WHEN cpu_millicores <= 0 THEN 0 ELSE MAX((cpu_millicores + 500) / 1000, 1) END)"
+    owned = "owner IS NOT NULL AND owner != ''"
+    nl = " || char(10) || "
+    lines = [
+        f":head || {cores}",
+        *([f"'CpuDuration: ' || MAX({wall} * {cores}, 1)"] if ctx.cpu_duration == "reserved" else []),
+        "'Disk: ' || ((disk_mb + 1023) / 1024)",
+        "'EndTime: ' || COALESCE(end_time, 0)",
+        f"'FQAN: ' || ({fqan})",
+        f"CASE WHEN {owned} THEN 'GlobalUserName: ' || owner || char(10) ELSE '' END || 'LocalGroupId: ' || namespace",
+        f"'LocalUserId: ' || CASE WHEN {owned} THEN owner ELSE 'unknown' END",
+        "'MachineName: ' || name",
+        "'Memory: ' || memory_mb",
+        "'PublicIPCount: 0'",
+        f"'SiteName: ' || ({site})",
+        "'StartTime: ' || start_time",
+        f"'Status: ' || ({status})",
+        "'VMUUID: ' || alloc_id",
+        f"'WallDuration: ' || MAX({wall}, 1)",
+    ]
+    clean = " AND ".join(_printable_ascii(c) for c in ("name", "namespace", "COALESCE(owner, '')"))
+    return f"CASE WHEN {clean} THEN {nl.join(lines)} END, CASE WHEN {clean} THEN NULL ELSE alloc_id END", params
+
+
 def render_cloud_usage(usage: Usage, ctx: ExportContext, now: int) -> str | None:
     """``render_cloud(cloud_fields(...))`` of one allocation, through :func:`cloud_renderer`."""
     return cloud_renderer(ctx, now)(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in CLOUD_COLUMNS))
@@ -350,28 +400,38 @@ def _filters(ctx: ExportContext) -> dict[str, Any]:
 def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
                  size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY,
                  max_bytes: int = MAX_MESSAGE_BYTES) -> ExportResult:
-    """Queue APEL cloud records for allocations changed since the last export and for running ones."""
+    """Queue APEL cloud records for allocations changed since the last export and for running ones.
+
+    The record text is built by SQLite (:func:`cloud_sql`); a row whose text
+    fields need cleaning is rendered by :func:`cloud_renderer`. The first
+    record of each layout is compared with caso's model.
+    """
     render = cloud_renderer(ctx, now)
     checked: set[tuple[bool, bool]] = set()
     due = store.count_for_export(store.meta("cursor_apel_cloud"))
+    select, params = cloud_sql(ctx, now)
 
     def build(row: tuple[Any, ...]) -> list[str]:
-        text = render(*row[1:])
+        text, unclean = row[1], row[2]
         if text is None:
-            return []
-        shape = (row[10] is None, "\nGlobalUserName: " in text)  # the record layouts that can differ
+            usage = store.get(unclean)
+            text = render(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in CLOUD_COLUMNS)) if usage else None
+            if text is None:
+                return []
+        shape = ("\nEndTime: 0\n" in text, "\nGlobalUserName: " in text)  # the record layouts that can differ
         if shape not in checked:
             checked.add(shape)
-            usage = store.get(row[1])
+            alloc_id = text.rsplit("\nVMUUID: ", 1)[1].split("\n", 1)[0]
+            usage = store.get(alloc_id)
             ref = caso_cloud_record(usage, ctx, now) if usage is not None else None
             reference = ref.ssm_message() if ref is not None else ""
             if ctx.cpu_duration != "reserved":  # caso always derives one; this record leaves it out
                 reference = "\n".join(line for line in reference.split("\n") if not line.startswith("CpuDuration:"))
-            _check_against_caso(text, reference, f"APEL cloud record of allocation {row[1]}")
+            _check_against_caso(text, reference, f"APEL cloud record of allocation {alloc_id}")
         return [text]
 
     result = _export(store, queue, "cursor_apel_cloud",
-                     lambda cursor: store.export_rows(cursor, CLOUD_COLUMNS, **_filters(ctx)),
+                     lambda cursor: store.export_select(cursor, select, params, **_filters(ctx)),
                      build, cloud_message, size, max_bytes, sync_every)
     result.skipped = due - result.records  # not accounted to EGI: no APEL site or no VO
     return result

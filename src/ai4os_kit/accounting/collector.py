@@ -121,14 +121,24 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
     pages = source.allocation_pages()
     first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
     run = _Run(source, store, owner_key)
+    compare = store.count() > 0  # an empty store (a first run) has no index to compare with
+    store.begin_bulk()
+    try:
+        _read_listing(run, store, itertools.chain([first] if first else [], pages), compare, result, clock)
+    finally:
+        store.end_bulk()
+    return result
+
+
+def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]], compare: bool,
+           result: RunResult, clock: Callable[[], float]) -> None:
     open_before = store.open_ids()
     seen_open: set[str] = set()
     batch: list[Usage] = []
     vanished: list[str] = []
-    compare = store.count() > 0  # an empty store (a first run) has no index to compare with
     now = 0
     committed = time.monotonic()
-    for stubs, index in itertools.chain([first] if first else [], pages):
+    for stubs, index in pages:
         if not now:  # the first page: Nomad's index and the time of this run
             now = int(clock())
             result.nomad_index = index
@@ -161,4 +171,3 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
     result.gone = store.close_gone(sorted(gone))
     store.set_meta("nomad_index", result.nomad_index)
     store.set_meta("last_run", now)
-    return result

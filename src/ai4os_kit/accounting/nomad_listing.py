@@ -142,11 +142,11 @@ class _NotFast(Exception):
 
 def _epoch(value: str | None) -> int | None:
     """Seconds of an RFC 3339 time as Nomad writes it (UTC, 'Z'); None for the zero time or none."""
-    if value is None or value == "" or value.startswith("0001-01-01"):
+    if not value or value.startswith("0001-01-01"):
         return None
     if len(value) >= 20 and value[-1] == "Z" and value[19] in ".Z" and value[10] == "T":
         try:
-            return (_from_iso(value[:19]) - _EPOCH) // _SECOND
+            return (_from_iso(value[:19]) - _EPOCH) // _SECOND  # whole seconds: the fraction is dropped
         except ValueError:
             pass
     raise _NotFast
@@ -168,11 +168,15 @@ def _usage(stub: AllocStub, node: NodeInfo | None, owner: str | None) -> Usage:
     start = end = None
     if stub.TaskStates:
         for state in stub.TaskStates.values():
-            started, finished = _epoch(state.StartedAt), _epoch(state.FinishedAt)
-            if started is not None and (start is None or started < start):
-                start = started
-            if finished is not None and (end is None or finished > end):
-                end = finished
+            started, finished = state.StartedAt, state.FinishedAt
+            if started and not started.startswith("0001-01-01"):
+                started = _epoch(started)
+                if start is None or started < start:  # type: ignore[operator]
+                    start = started
+            if finished and not finished.startswith("0001-01-01"):
+                finished = _epoch(finished)
+                if end is None or finished > end:  # type: ignore[operator]
+                    end = finished
     if final and start is not None:
         if end is None:
             end = max(stub.ModifyTime // 1_000_000_000, start)

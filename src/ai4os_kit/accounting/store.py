@@ -20,6 +20,7 @@ from ai4os_kit.accounting.nomad_parse import NodeInfo
 from ai4os_kit.errors import KitError
 
 SCHEMA_VERSION = 1  # rows in insertion order, a unique index on the id: random ids stay cheap to insert
+ID_INDEX = "allocations_id"  # the unique index on alloc_id (stores made before it was named have SQLite's own)
 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
             "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create_time", "start_time",
@@ -27,7 +28,7 @@ _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "data
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS allocations (
-    alloc_id TEXT NOT NULL UNIQUE,
+    alloc_id TEXT NOT NULL,
     namespace TEXT NOT NULL,
     job_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -63,6 +64,11 @@ INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION});
 INSERT OR IGNORE INTO meta VALUES ('change_seq', 0);
 """
 
+_INSERT = f"""
+INSERT INTO allocations ({", ".join(_COLUMNS)}, last_seen, change_seq)
+VALUES ({", ".join("?" * len(_COLUMNS))}, ?, ?)
+"""
+
 _UPSERT = f"""
 INSERT INTO allocations ({", ".join(_COLUMNS)}, last_seen, change_seq)
 VALUES ({", ".join("?" * len(_COLUMNS))}, ?, ?)
@@ -96,6 +102,8 @@ class Store:
             # copied into the database once per checkpoint, not once per commit (-20 % wall time on a million rows).
             self.db.execute("PRAGMA wal_autocheckpoint=16384")
             self.db.executescript(_SCHEMA)
+            self._bulk = False
+            self.ensure_id_index()
         except (OSError, sqlite3.Error) as exc:
             raise KitError(f"cannot open the accounting store {self.path}: {exc}; "
                            "check the path (store: in the accounting config) and its permissions") from None
@@ -121,6 +129,50 @@ class Store:
         self.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                         (key, value))
 
+    # -- the id index and bulk loading
+    def _has_index(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone() \
+            is not None
+
+    def ensure_id_index(self) -> None:
+        """Create the unique index on alloc_id if it is missing (a new store, or a bulk load that was cut short).
+
+        Should a bulk load have written an allocation twice, the row with the
+        newest ModifyIndex stays.
+        """
+        if self._has_index(ID_INDEX) or self._has_index("sqlite_autoindex_allocations_1"):
+            return
+        try:
+            self.db.execute(f"CREATE UNIQUE INDEX {ID_INDEX} ON allocations(alloc_id)")
+        except sqlite3.IntegrityError:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM allocations WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() "
+                            "OVER (PARTITION BY alloc_id ORDER BY modify_index DESC, rowid DESC) AS n "
+                            "FROM allocations) WHERE n > 1)")
+            self.db.execute("COMMIT")
+            self.db.execute(f"CREATE UNIQUE INDEX {ID_INDEX} ON allocations(alloc_id)")
+
+    def begin_bulk(self) -> bool:
+        """Into an empty store, write without the id index and build it at :meth:`end_bulk`; False if not possible.
+
+        Allocations arrive in Nomad's listing order, not in id order: into an
+        index of millions of random ids every insert lands on another page, and
+        every commit writes each page it touched again. Building the index at the
+        end is one sort. Each allocation must be written once until then (one
+        listing lists it once); a run cut short leaves the index to be built
+        when the store is next opened.
+        """
+        if self.count() or not self._has_index(ID_INDEX):
+            return False
+        self.db.execute(f"DROP INDEX {ID_INDEX}")
+        self._bulk = True
+        return True
+
+    def end_bulk(self) -> None:
+        if self._bulk:
+            self._bulk = False
+            self.ensure_id_index()
+
     # -- writes
     def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
         """Write usages in one transaction (one change number); returns how many rows changed.
@@ -137,7 +189,7 @@ class Store:
             seq = self.meta("change_seq") + 1
             extra = (seen_at, seq)
             before = self.db.total_changes
-            self.db.executemany(_UPSERT, (r + extra for r in rows))
+            self.db.executemany(_INSERT if self._bulk else _UPSERT, (r + extra for r in rows))
             changed = self.db.total_changes - before
             self.set_meta("change_seq", seq)
             self.db.execute("COMMIT")
@@ -266,11 +318,20 @@ class Store:
         unknown = [c for c in columns if c not in _COLUMNS]
         if unknown:
             raise ValueError(f"not a column of the store: {unknown}")
-        where, params = self._export_filter(gpu_only, datacenters, namespaces)
-        select = f"SELECT change_seq, {', '.join(columns)} FROM allocations"
-        for query in (f"{select} WHERE end_time IS NULL AND change_seq <= :cursor{where}",
-                      f"{select} WHERE change_seq > :cursor{where} ORDER BY change_seq, rowid"):
-            cur = self.db.execute(query, {"cursor": cursor, **params})
+        return self.export_select(cursor, ", ".join(columns), {}, gpu_only, datacenters, namespaces, batch)
+
+    def export_select(self, cursor: int, select: str, params: dict[str, Any], gpu_only: bool = False,
+                      datacenters: Iterable[str] | None = None, namespaces: Iterable[str] | None = None,
+                      batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
+        """:meth:`export_rows` with SQL expressions over the allocation's columns (and ``params``) to select.
+
+        An exporter that builds its text in SQL reads one string a row instead of a dozen Python values.
+        """
+        where, filters = self._export_filter(gpu_only, datacenters, namespaces)
+        head = f"SELECT change_seq, {select} FROM allocations"
+        for query in (f"{head} WHERE end_time IS NULL AND change_seq <= :cursor{where}",
+                      f"{head} WHERE change_seq > :cursor{where} ORDER BY change_seq, rowid"):
+            cur = self.db.execute(query, {"cursor": cursor, **filters, **params})
             while rows := cur.fetchmany(batch):
                 yield from rows
 
