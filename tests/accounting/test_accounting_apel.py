@@ -156,6 +156,8 @@ def test_rendering_equals_casos_own_models(usage: Usage) -> None:
     assert "\n%%" not in apel.render_cloud(fields).replace("\n", "\n ")  # no record can inject a separator
     for rec in apel.accelerator_records(usage, CTX, now):
         assert json.dumps(rec, separators=(",", ":")) == apel.caso_accelerator_record(rec).ssm_message()
+    # the export's text builder writes json.dumps of those records
+    assert apel.accelerator_texts(usage, CTX, now) == [json.dumps(r) for r in apel.accelerator_records(usage, CTX, now)]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ larger messages mean fewer files in the queue and fewer AMS requests.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as dt
 import json
@@ -298,6 +299,77 @@ def accelerator_builder(ctx: ExportContext, now: int) -> Callable[..., list[dict
     return build
 
 
+_MONTH_STARTS = [calendar.timegm((1970 + i // 12, i % 12 + 1, 1, 0, 0, 0)) for i in range(12 * 231)]  # to 2200
+
+
+def _months_fast(start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """:func:`_months` by a search in a table of month starts (a datetime per allocation costs more)."""
+    i = bisect.bisect_right(_MONTH_STARTS, start) - 1
+    if i < 0 or end >= _MONTH_STARTS[-1]:
+        yield from _months(start, end)
+        return
+    while True:
+        first, nxt = _MONTH_STARTS[i], _MONTH_STARTS[i + 1]
+        lo, hi = max(start, first), min(end, nxt)
+        if hi > lo or (lo == hi == start):
+            yield 1970 + i // 12, i % 12 + 1, lo, hi
+        if end <= nxt:
+            return
+        i += 1
+
+
+def accelerator_text_builder(ctx: ExportContext, now: int) -> Callable[..., list[str]]:
+    """A function of the :data:`GPU_COLUMNS` values that writes ``json.dumps`` of each record of
+    :func:`accelerator_builder` directly (the export's hot path; the tests and each export's first record
+    of each layout check it)."""
+    dumps = json.dumps
+    heads: dict[tuple[str, str], str | None] = {}  # (datacenter, namespace) -> text up to AssociatedRecord
+    fqans: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    models: dict[str | None, str] = {}
+    tail = ', "AssociatedRecordType": "cloud", "Type": "GPU", "Model": '
+
+    def head(datacenter: str, namespace: str) -> str | None:
+        site = ctx.site_names.get(datacenter)
+        vo = ctx.vos.get(namespace, ctx.default_vo)
+        text = None
+        if site is not None and vo is not None:
+            fqans[namespace] = dumps(ctx.fqan_format.format(vo=vo))
+            text = (f'{{"SiteName": {dumps(site)}, "CloudType": {dumps(ctx.cloud_type)}, '
+                    f'"CloudComputeService": {dumps(ctx.compute_service)}, "AssociatedRecord": ')
+        heads[(datacenter, namespace)] = text
+        return text
+
+    def build(alloc_id: str, namespace: str, owner: str | None, datacenter: str | None, gpu_count: int,
+              gpu_model: str | None, start: int | None, end: int | None) -> list[str]:
+        if gpu_count <= 0 or start is None:
+            return []
+        key = (datacenter or "", namespace)
+        first = heads[key] if key in heads else head(*key)
+        if first is None:
+            return []
+        if owner:
+            if owner not in owners:
+                clean = ascii_text(owner)
+                owners[owner] = f', "GlobalUserName": {dumps(clean)}' if clean else ""
+            who = owners[owner]
+        else:
+            who = ""
+        if gpu_model not in models:
+            models[gpu_model] = dumps(ascii_text(gpu_model or "unknown"))
+        start_of = f"{first}{dumps(alloc_id)}{who}, \"FQAN\": {fqans[namespace]}, \"Count\": {gpu_count}, "
+        end_of = f"{tail}{models[gpu_model]}, \"ActiveDuration\": "
+        return [f'{start_of}"AvailableDuration": {hi - lo}, "MeasurementMonth": {month}, "MeasurementYear": '
+                f'{year}{end_of}{hi - lo}}}' for year, month, lo, hi in _months_fast(start, now if end is None else end)]
+
+    return build
+
+
+def accelerator_texts(usage: Usage, ctx: ExportContext, now: int) -> list[str]:
+    """:func:`accelerator_text_builder` of one allocation."""
+    return accelerator_text_builder(ctx, now)(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in GPU_COLUMNS))
+
+
 def accelerator_records(usage: Usage, ctx: ExportContext, now: int) -> list[dict[str, Any]]:
     """Monthly GPU accelerator records of one allocation (as caso builds them for GPU flavors)."""
     return accelerator_builder(ctx, now)(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in GPU_COLUMNS))
@@ -442,23 +514,27 @@ def export_accelerator(store: Store, queue: OutgoingQueue, ctx: ExportContext, n
                        max_bytes: int = MAX_MESSAGE_BYTES) -> ExportResult:
     """Queue monthly GPU accelerator records for GPU allocations changed since the last export or running."""
     records_of = accelerator_builder(ctx, now)
+    texts_of = accelerator_text_builder(ctx, now)
     checked: set[bool] = set()
     due = store.count_for_export(store.meta("cursor_apel_gpu"), gpu_only=True)
     exported = 0
 
     def build(row: tuple[Any, ...]) -> list[str]:
         nonlocal exported
-        records = records_of(*row[1:])
-        if not records:
+        texts = texts_of(*row[1:])
+        if not texts:
             return []
         exported += 1
-        shape = "GlobalUserName" in records[0]
+        shape = '"GlobalUserName": ' in texts[0]
         if shape not in checked:
             checked.add(shape)
+            records = records_of(*row[1:])
+            _check_against_caso("\n".join(texts), "\n".join(json.dumps(rec) for rec in records),
+                                f"APEL accelerator text of allocation {row[1]}")
             _check_against_caso(json.dumps(records[0], separators=(",", ":")),
                                 caso_accelerator_record(records[0]).ssm_message(),
                                 f"APEL accelerator record of allocation {row[1]}")
-        return [json.dumps(rec) for rec in records]
+        return texts
 
     result = _export(store, queue, "cursor_apel_gpu",
                      lambda cursor: store.export_rows(cursor, GPU_COLUMNS, gpu_only=True, **_filters(ctx)),
