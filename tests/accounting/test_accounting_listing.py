@@ -188,3 +188,18 @@ def test_a_bulk_load_cut_short_gets_its_index_when_the_store_is_opened(tmp_path:
         assert store.count() == 2 and store.get(alloc).modify_index == 7  # type: ignore[union-attr]
         assert store.upsert([_usage(alloc, 8)], 0) == 1 and store.count() == 2
         assert not store.begin_bulk()  # not empty: no bulk load
+
+
+@pytest.mark.parametrize("bad", ["2026-13-30T22:05:10Z", "2026-03-30T22:05:1xZ", "2026-03-30 22:05:10.5Z",
+                                 "2026-03-30T22:05:10+01:00"])
+def test_any_task_time_the_fast_path_cannot_read_leaves_the_allocation_to_the_reference(bad: str) -> None:
+    doc = fixture("allocation-cpu-complete.json")
+    doc["TaskStates"]["train"]["FinishedAt"] = bad  # not the earliest start nor (alone) decisive
+    doc["TaskStates"]["extra"] = {"StartedAt": "2026-02-27T23:00:05Z", "FinishedAt": "2026-02-28T23:30:05Z"}
+    typed = decode_allocations(json.dumps([doc]).encode())[0]
+    assert usage_from_stub(typed, None, "x") is None
+    try:
+        reference = parse_allocation(doc, None)
+    except MalformedAllocation:
+        return
+    assert reference.end is not None  # the reference read the time itself (an offset it understands)

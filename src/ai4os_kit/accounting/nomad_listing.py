@@ -100,8 +100,7 @@ _ALLOC_PAGE = msgspec.json.Decoder(list[AllocStub])
 _JOB_PAGE = msgspec.json.Decoder(list[JobStub])
 _ANY = msgspec.json.Decoder()
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_EPOCH = dt.datetime(1970, 1, 1)
-_SECOND = dt.timedelta(seconds=1)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _from_iso = dt.datetime.fromisoformat
 
 
@@ -140,16 +139,13 @@ class _NotFast(Exception):
     """Leave this allocation to the reference parser."""
 
 
-def _epoch(value: str | None) -> int | None:
-    """Seconds of an RFC 3339 time as Nomad writes it (UTC, 'Z'); None for the zero time or none."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    if len(value) >= 20 and value[-1] == "Z" and value[19] in ".Z" and value[10] == "T":
-        try:
-            return (_from_iso(value[:19]) - _EPOCH) // _SECOND  # whole seconds: the fraction is dropped
-        except ValueError:
-            pass
-    raise _NotFast
+def _seconds(key: str) -> int:
+    """Unix seconds of 'YYYY-MM-DDTHH:MM:SS' (UTC), already checked by fromisoformat."""
+    t = _from_iso(key)
+    return (t.toordinal() - _EPOCH_ORDINAL) * 86400 + t.hour * 3600 + t.minute * 60 + t.second
+
+
+_new_usage = tuple.__new__  # a Usage from a tuple without the named tuple's Python-level __new__
 
 
 def usage_from_stub(stub: AllocStub, node: NodeInfo | None, owner: str | None) -> Usage | None:
@@ -165,25 +161,33 @@ def _usage(stub: AllocStub, node: NodeInfo | None, owner: str | None) -> Usage:
     final = CLIENT_STATUSES.get(stub.ClientStatus)  # type: ignore[arg-type]
     if final is None or not _CANONICAL_UUID.fullmatch(alloc_id):
         raise _NotFast
-    start = end = None
+    # Task times: each one is checked (a time the reference would refuse leaves the allocation to it), and only
+    # the earliest start and the latest finish are converted: in Nomad's form (UTC, 'Z', fixed width) the
+    # first 19 characters order as the times do.
+    first = last = None
     if stub.TaskStates:
         for state in stub.TaskStates.values():
-            started, finished = state.StartedAt, state.FinishedAt
-            if started and not started.startswith("0001-01-01"):
-                started = _epoch(started)
-                if start is None or started < start:  # type: ignore[operator]
-                    start = started
-            if finished and not finished.startswith("0001-01-01"):
-                finished = _epoch(finished)
-                if end is None or finished > end:  # type: ignore[operator]
-                    end = finished
+            for value, is_start in ((state.StartedAt, True), (state.FinishedAt, False)):
+                if not value or value[:10] == "0001-01-01":
+                    continue
+                if len(value) < 20 or value[-1] != "Z" or value[19] not in ".Z" or value[10] != "T":
+                    raise _NotFast
+                key = value[:19]
+                try:
+                    _from_iso(key)
+                except ValueError:
+                    raise _NotFast from None
+                if is_start:
+                    if first is None or key < first:
+                        first = key
+                elif last is None or key > last:
+                    last = key
+    start = _seconds(first) if first is not None else None
+    end = None
     if final and start is not None:
-        if end is None:
-            end = max(stub.ModifyTime // 1_000_000_000, start)
-        elif end < start:
+        end = _seconds(last) if last is not None else max(stub.ModifyTime // 1_000_000_000, start)
+        if end < start:
             end = start
-    else:
-        end = None
     allocated = stub.AllocatedResources
     if allocated is None and start is not None:
         raise _NotFast  # the reference names the missing field
@@ -215,10 +219,10 @@ def _usage(stub: AllocStub, node: NodeInfo | None, owner: str | None) -> Usage:
             models = sorted({model for model, count in gpus if model and count})
             gpu_model = " + ".join(models) if models else None
         # (no GPU counted: the reference falls back to the job's device requests, which a stub lacks: none)
-    return Usage(alloc_id, stub.Namespace or "default", stub.JobID, stub.Name, owner, stub.NodeID,
-                 node.datacenter if node is not None else None, millicores, mhz, memory, disk, gpu_count,
-                 gpu_model, stub.CreateTime // 1_000_000_000, start, end, stub.ClientStatus,  # type: ignore[arg-type]
-                 stub.ModifyIndex)
+    return _new_usage(Usage, (alloc_id, stub.Namespace or "default", stub.JobID, stub.Name, owner, stub.NodeID,
+                              node.datacenter if node is not None else None, millicores, mhz, memory, disk,
+                              gpu_count, gpu_model, stub.CreateTime // 1_000_000_000, start, end, stub.ClientStatus,
+                              stub.ModifyIndex))
 
 
 def _gpus(devices: list[_Device], node: NodeInfo | None,
