@@ -148,7 +148,7 @@ def rendered_keycloak(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     platform = yaml.safe_load((SAMPLE_INVENTORY / "platform.yml").read_text())
     oidc = dict(platform["ai4os_oidc"], provider="keycloak", issuer="https://login.example.org/realms/ai4os",
                 keycloak={"audience": "ai4os-api", "role_prefix": "access:", "roles_claim": "realm_access.roles",
-                          "levels": ["user"]},
+                          "levels": ["ap-u"]},
                 operators_group="access:vo.ai4eosc.eu:admin")
     oidc.pop("checkin", None)
     inv = make_inventory(tmp, {"ai4os_oidc": oidc}, SECRETS, gpu_facts=False)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from nomad_api_double import NomadApiDouble
 from platform_render import SECRETS, make_inventory, render
+from platform_secrets import SUBMIT_SECRETS
 
 COMPONENTS = ["mlflow", "papi", "node_admission"]
 TOKEN = "test-management-token"
@@ -25,7 +28,8 @@ def _changed(stdout: str) -> int:
 def test_submit_is_idempotent_and_keeps_secrets_in_variables(tmp_path: Path) -> None:
     inv = make_inventory(tmp_path, {"ai4os_enable_mlflow": True,
                                     "ai4os_mlflow_backend_store_uri": "postgresql://mlflow@db.example.org/mlflow"},
-                         dict(SECRETS, ai4os_mlflow_backend_store_password="db-secret"), gpu_facts=False)
+                         dict(SECRETS, **SUBMIT_SECRETS, ai4os_mlflow_backend_store_password="db-secret"),
+                         gpu_facts=False)
     nomad = NomadApiDouble(TOKEN)
     extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address, "platform_job_nomad_token": TOKEN,
              "platform_job_nomad_ca_cert": "", "platform_job_components": COMPONENTS}
@@ -34,9 +38,25 @@ def test_submit_is_idempotent_and_keeps_secrets_in_variables(tmp_path: Path) -> 
         assert first.returncode == 0, first.stdout[-4000:]
         assert sorted(job for _, job in nomad.jobs) == ["mlflow", "node-admission", "papi"]
         assert {j["Region"] for j in nomad.jobs.values()} == {"ai4os"}
-        assert nomad.variables[("default", "nomad/jobs/mlflow")] == {"db_password": "db-secret"}
-        assert nomad.variables[("default", "nomad/jobs/papi")]["nomad_token"] == TOKEN
-        assert "db-secret" not in first.stdout and TOKEN not in first.stdout
+        assert {ns for ns, _ in nomad.jobs} == {"platform"}
+        assert nomad.variables[("platform", "nomad/jobs/mlflow")] == {"db_password": "db-secret"}
+        papi = nomad.variables[("platform", "nomad/jobs/papi")]
+        # PAPI's own scoped token, never the submitting (management) one; its secrets and client certificate.
+        assert papi["nomad_token"] == SUBMIT_SECRETS["ai4os_secret_nomad_token_papi"]
+        assert {k: papi[k] for k in ("harbor_robot_password", "jenkins_token", "provenance_token", "litellm_api_key")} \
+            == {k: SUBMIT_SECRETS[f"ai4os_secret_papi_{k}"] for k in ("harbor_robot_password", "jenkins_token",
+                                                                    "provenance_token", "litellm_api_key")}
+        assert nomad.variables[("platform", "nomad/jobs/node-admission")] == {
+            "nomad_token": SUBMIT_SECRETS["ai4os_secret_nomad_token_node_admission"]}
+        cert = x509.load_pem_x509_certificate(papi["client_cert"].encode())
+        ca = x509.load_pem_x509_certificate(SUBMIT_SECRETS["ai4os_secret_ca_cert"].encode())
+        cert.verify_directly_issued_by(ca)
+        assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+        assert papi["ca_cert"] == SUBMIT_SECRETS["ai4os_secret_ca_cert"] and "PRIVATE KEY" in papi["client_key"]
+        assert not any(TOKEN in value for items in nomad.variables.values() for value in items.values())
+        for secret in ["db-secret", TOKEN, *SUBMIT_SECRETS.values()]:
+            assert secret not in first.stdout
 
         writes = len(nomad.writes())
         second = render(inv, tmp_path / "out", extra)
@@ -90,10 +110,10 @@ def test_oidc_login_and_forward_auth_are_submitted_once(tmp_path: Path) -> None:
         assert method["Config"]["OIDCDiscoveryURL"] == op.issuer
         assert method["Config"]["OIDCClientSecret"] == SECRETS["ai4os_oidc_nomad_client_secret"]
         assert [r["Selector"] for r in nomad.binding_rules] == ['"urn:x:operators" in list.entitlements']
-        assert nomad.variables[("default", "nomad/jobs/oauth2-proxy")] == {
+        assert nomad.variables[("platform", "nomad/jobs/oauth2-proxy")] == {
             "client_secret": SECRETS["ai4os_oidc_oauth2_proxy_client_secret"],
             "cookie_secret": SECRETS["ai4os_oidc_oauth2_proxy_cookie_secret"]}
-        assert ("default", "oauth2-proxy") in nomad.jobs
+        assert ("platform", "oauth2-proxy") in nomad.jobs
         assert SECRETS["ai4os_oidc_nomad_client_secret"] not in first.stdout
         writes = len(nomad.writes())
         second = render(inv, tmp_path / "out", extra)

@@ -32,13 +32,14 @@ def test_cluster_contract_meta(sample_inventory: Path) -> None:
     plan = sample_plan(sample_inventory)
     nodes = {n["name"]: n for n in plan["nodes"]}
     gpu = nodes["ifca-gpu-1"]["nomad"]["meta"]
-    assert gpu == {"type": "compute", "tags": "gpu", "namespace": "ai4eosc", "domain": "ifca.ai4os.example.org", "status": "test",
-                   "compute": "true"}
+    assert gpu == {"type": "compute", "tags": "gpu", "namespace": "ai4eosc", "domain": "ifca", "status": "test"}
+    assert nodes["ifca-gpu-1"]["nomad"]["devices"] == [{"type": "gpu", "vendor": "nvidia", "count": 1,
+                                                         "models": ["NVIDIA A100-PCIE-40GB"]}]
     cpu = nodes["cesnet-cpu-1"]["nomad"]["meta"]
     assert cpu["tags"] == "cpu" and cpu["namespace"] == "ai4eosc,imagine" and cpu["status"] == "test"
     assert nodes["ifca-ingress-1"]["nomad"]["meta"]["type"] == "ingress"
-    assert nodes["ifca-ingress-1"]["nomad"]["meta"]["compute"] == "false"
-    assert nodes["ifca-server-1"]["nomad"] == {"server": True, "client": False, "node_class": None, "meta": {}}
+    assert nodes["ifca-server-1"]["nomad"] == {"server": True, "client": False, "node_class": None, "meta": {},
+                                               "devices": []}
     assert all(n["datacenter"] == n["site"] for n in plan["nodes"])
 
 

@@ -1,16 +1,21 @@
 """The node plan: sites -> pools -> nodes, groups, ports, security groups, certificates.
 
-Pure and deterministic: the same inventory always gives the same dict, and
-nothing here reads or writes files. The shape is documented in
+Pure and deterministic: the same inventory always gives the same dict; the
+only file read is the kit's own data (catalog/gpu_models.yml). The shape is documented in
 docs/plan-format.md; every later layer consumes it.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+
+import yaml
 
 from ai4os_kit.model.catalog import NODE_ROLES, Component
 from ai4os_kit.model.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
+from ai4os_kit.model.placement import PLATFORM_NAMESPACE
+from ai4os_kit.paths import CATALOG_FILE
 
 NODE_TYPE = {
     "ingress": "ingress",
@@ -22,6 +27,30 @@ NODE_TYPE = {
 }
 DATA_MOUNT = "/srv/ai4os"
 WORLD = "0.0.0.0/0"
+
+
+@lru_cache(maxsize=1)
+def gpu_model_names() -> tuple[str, ...]:
+    """GPU model names as Nomad's NVIDIA device plugin reports them (catalog/gpu_models.yml)."""
+    data = yaml.safe_load((CATALOG_FILE.parent / "gpu_models.yml").read_text(encoding="utf-8"))
+    return tuple(m["name"] for m in data["models"])
+
+
+def plugin_models(accelerator_model: str | None) -> list[str]:
+    """The device plugin's names a flavor's Accelerator:Model can stand for ("T4" -> "Tesla T4")."""
+    if not accelerator_model:
+        return []
+    wanted = accelerator_model.lower()
+    return [name for name in gpu_model_names() if wanted in name.lower()]
+
+
+def _devices(role: str, flavor: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the NVIDIA device plugin will fingerprint on a node of this pool (gpu nodes only)."""
+    accel = flavor.get("accelerator") or {}
+    if role != "gpu" or not accel:
+        return []
+    return [{"type": "gpu", "vendor": "nvidia", "count": int(accel.get("number") or 1),
+             "models": plugin_models(accel.get("model"))}]
 
 
 def node_name(site: str, role: str, index: int) -> str:
@@ -59,7 +88,6 @@ def _node_groups(site: str, role: str, enabled: list[Component]) -> list[str]:
 def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: list[Component]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     region = platform["ai4os_nomad_region"]
     all_namespaces = [vo["namespace"] for vo in platform["ai4os_vos"]]
-    domain = site_domain(platform, site)
     counters: dict[str, int] = {}
     nodes: list[dict[str, Any]] = []
     pools: list[dict[str, Any]] = []
@@ -75,14 +103,16 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
             volume_gb = int(pool.get("volume_gb") or 0)
             bastion = role == "ingress" and not bastion_set
             bastion_set = bastion_set or bastion
+            # The meta contract (docs/plan-format.md lists each key's consumer): PAPI's job
+            # templates constrain on type, namespace and status and prefer tags=cpu for CPU jobs;
+            # its routers name hosts <svc>-<id>.<domain>-<VO domain>, so domain is the site's
+            # label; node admission sets status from test to ready (or error).
             meta = {} if is_server else {
                 "type": NODE_TYPE[role],
                 "tags": "gpu" if role == "gpu" else "cpu",
                 "namespace": ",".join(namespaces),
-                "domain": domain,
+                "domain": site["name"],
                 "status": "test",
-                # PAPI's user-job templates constrain on meta.compute
-                "compute": "true" if NODE_TYPE[role] == "compute" else "false",
             }
             nodes.append({
                 "name": name,
@@ -93,7 +123,8 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
                 "groups": _node_groups(site["name"], role, enabled),
                 "consul": {"server": is_server},
                 "nomad": {"server": is_server, "client": not is_server,
-                          "node_class": None if is_server else role, "meta": meta},
+                          "node_class": None if is_server else role, "meta": meta,
+                          "devices": _devices(role, _flavor(pool))},
                 "volume": {"size_gb": volume_gb, "mount": DATA_MOUNT} if volume_gb else None,
                 "floating_ip": bool(pool.get("floating_ip")),
                 "bastion": bastion,
@@ -224,6 +255,7 @@ def build_plan(inv: Inventory) -> dict[str, Any]:
             "name": platform["ai4os_platform_name"],
             "domain": platform["ai4os_domain"],
             "region": platform["ai4os_nomad_region"],
+            "namespace": PLATFORM_NAMESPACE,
             "vos": [dict(vo) for vo in platform["ai4os_vos"]],
             "oidc": platform["ai4os_oidc"],
         },

@@ -80,7 +80,7 @@ class Contract:
             assume_admitted = bool(plan.get("components", {}).get("node_admission", {}).get("enabled", True))
         return cls(
             region=region,
-            namespaces={"default"} | {vo["namespace"] for vo in plan["platform"]["vos"]},
+            namespaces={"default", plan["platform"]["namespace"]} | {vo["namespace"] for vo in plan["platform"]["vos"]},
             site_domains={s["datacenter"]: s["domain"] for s in plan["sites"]},
             nodes=[node_attributes(n, region, assume_admitted) for n in plan["nodes"] if n["nomad"]["client"]],
             entrypoints=tuple(entrypoints),
