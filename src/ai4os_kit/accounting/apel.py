@@ -23,6 +23,7 @@ import bisect
 import calendar
 import datetime as dt
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -169,22 +170,22 @@ def cloud_renderer(ctx: ExportContext, now: int) -> Callable[..., str | None]:
     return render
 
 
-def _printable_ascii(column: str) -> str:
-    """SQL: the text holds printable ASCII only (one byte a character, no NUL, none outside ' '..'~')."""
-    return f"(length(CAST({column} AS BLOB)) = length({column}) AND {column} NOT GLOB '*[^ -~]*')"
-
-
 def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
     """SQL over the store's columns that renders what :func:`cloud_renderer` renders, and its parameters.
 
-    Selects ``(text, alloc_id)``: the record text, or NULL where the name,
-    namespace or owner holds a character outside printable ASCII (the caller
-    renders those through :func:`cloud_renderer`, which drops them), and the
-    id of such a row. Sites and VOs are bound parameters; rows without a site
-    or a VO must be filtered out by the query (:func:`_filters`).
+    Selects ``(text, owned)``: the record text as the renderer writes it for
+    fields of printable ASCII (what :func:`cloud_text_ok` checks; other rows
+    go through the renderer, which drops what APEL would not take), and 1
+    when the record names an owner. ``printf`` writes the numbers and the
+    configured values in one call; the free text fields (namespace, owner,
+    name) are joined with ``||``, which keeps every character of them for the
+    check. Sites and VOs are bound parameters; rows without a site or a VO
+    must be filtered out by the query (:func:`_filters`).
     """
-    params: dict[str, Any] = {"now": now, "head": f"CloudComputeService: {ctx.compute_service}\n"
-                              f"CloudType: {ctx.cloud_type}\nCpuCount: "}
+    def literal(text: str) -> str:  # a constant inside a printf format
+        return text.replace("%", "%%")
+
+    params: dict[str, Any] = {"now": now}
     for i, (dc, site) in enumerate(ctx.site_names.items()):
         params[f"dc{i}"], params[f"site{i}"] = dc, site
     for i, (ns, vo) in enumerate(ctx.vos.items()):
@@ -196,27 +197,28 @@ def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
     status = "CASE status " + " ".join(f"WHEN '{nomad}' THEN '{apel}'" for nomad, apel in APEL_STATUS.items()) + " END"
     wall = "MAX(COALESCE(end_time, :now) - start_time, 0)"
     cores = "(CASE WHEN cpu_millicores <= 0 THEN 0 ELSE MAX((cpu_millicores + 500) / 1000, 1) END)"
-    owned = "owner IS NOT NULL AND owner != ''"
-    nl = " || char(10) || "
-    lines = [
-        f":head || {cores}",
-        *([f"'CpuDuration: ' || MAX({wall} * {cores}, 1)"] if ctx.cpu_duration == "reserved" else []),
-        "'Disk: ' || ((disk_mb + 1023) / 1024)",
-        "'EndTime: ' || COALESCE(end_time, 0)",
-        f"'FQAN: ' || ({fqan})",
-        f"CASE WHEN {owned} THEN 'GlobalUserName: ' || owner || char(10) ELSE '' END || 'LocalGroupId: ' || namespace",
-        f"'LocalUserId: ' || CASE WHEN {owned} THEN owner ELSE 'unknown' END",
-        "'MachineName: ' || name",
-        "'Memory: ' || memory_mb",
-        "'PublicIPCount: 0'",
-        f"'SiteName: ' || ({site})",
-        "'StartTime: ' || start_time",
-        f"'Status: ' || ({status})",
-        "'VMUUID: ' || alloc_id",
-        f"'WallDuration: ' || MAX({wall}, 1)",
-    ]
-    clean = " AND ".join(_printable_ascii(c) for c in ("name", "namespace", "COALESCE(owner, '')"))
-    return f"CASE WHEN {clean} THEN {nl.join(lines)} END, CASE WHEN {clean} THEN NULL ELSE alloc_id END", params
+    reserved = ctx.cpu_duration == "reserved"
+    params["head"] = (f"CloudComputeService: {literal(ctx.compute_service)}\nCloudType: {literal(ctx.cloud_type)}\n"
+                      f"CpuCount: %d\n{'CpuDuration: %d' + chr(10) if reserved else ''}Disk: %d\nEndTime: %d\n"
+                      "FQAN: %s\n")
+    params["tail"] = "\nMemory: %d\nPublicIPCount: 0\nSiteName: %s\nStartTime: %d\nStatus: %s\nVMUUID: %s\nWallDuration: %d"
+    owned = "(owner IS NOT NULL AND owner != '')"
+    head = (f"printf(:head, {cores}, {f'MAX({wall} * {cores}, 1), ' if reserved else ''}(disk_mb + 1023) / 1024, "
+            f"COALESCE(end_time, 0), {fqan})")
+    text = (f"{head} || CASE WHEN {owned} THEN 'GlobalUserName: ' || owner || char(10) ELSE '' END || "
+            f"'LocalGroupId: ' || namespace || char(10) || 'LocalUserId: ' || "
+            f"CASE WHEN {owned} THEN owner ELSE 'unknown' END || char(10) || 'MachineName: ' || name || "
+            f"printf(:tail, memory_mb, {site}, start_time, {status}, alloc_id, MAX({wall}, 1))")
+    return f"{text}, {owned}", params
+
+
+_NOT_RECORD_TEXT = re.compile(r"[^\n -~]")  # outside printable ASCII and the line breaks
+
+
+def cloud_text_ok(text: str, owned: int, ctx: ExportContext) -> bool:
+    """Whether SQL's record text holds printable ASCII only, one field a line (else it is rendered in Python)."""
+    lines = 16 + owned + (ctx.cpu_duration == "reserved")
+    return text.count("\n") == lines - 1 and not _NOT_RECORD_TEXT.search(text)
 
 
 def render_cloud_usage(usage: Usage, ctx: ExportContext, now: int) -> str | None:
@@ -484,9 +486,10 @@ def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: in
     select, params = cloud_sql(ctx, now)
 
     def build(row: tuple[Any, ...]) -> list[str]:
-        text, unclean = row[1], row[2]
-        if text is None:
-            usage = store.get(unclean)
+        text = row[1]
+        if not cloud_text_ok(text, row[2], ctx):  # a field to clean: the Python renderer drops what APEL refuses
+            alloc_id = text.rsplit("\nVMUUID: ", 1)[1].split("\n", 1)[0]
+            usage = store.get(alloc_id)
             text = render(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in CLOUD_COLUMNS)) if usage else None
             if text is None:
                 return []
