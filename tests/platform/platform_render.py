@@ -35,7 +35,11 @@ SECRETS = {
     "ai4os_oidc_oauth2_proxy_client_secret": "test-oauth2-proxy-secret",
     "ai4os_oidc_oauth2_proxy_cookie_secret": "0123456789abcdef0123456789abcdef",
     "ai4os_oidc_nomad_client_secret": "test-nomad-secret",
+    "ai4os_secret_consul_token_traefik": "6a0d1c55-1b8e-4f4e-9d0e-8f7c2f9e1a01",
 }
+# Written into every test inventory's secrets.yml: the tag that marks the platform's own services
+# for Traefik (roles/traefik constraints) is, by design, in the platform's rendered job files.
+PLATFORM_TAG = {"ai4os_secret_traefik_platform_tag": "test-platform-tag-0123456789abcdef"}
 # The components whose output depends on the provider (the Keycloak rendering renders only these).
 KEYCLOAK_COMPONENTS = ["oidc", "papi", "dashboard", "monitoring"]
 ALL_ON = {
@@ -99,7 +103,7 @@ def make_inventory(tmp: Path, overrides: dict[str, Any], secrets: dict[str, Any]
     shutil.copy(inv / "platform.yml", group_vars / "platform.yml")
     shutil.copy(inv / "sites.yml", group_vars / "sites.yml")
     if secrets:
-        (group_vars / "secrets.yml").write_text(yaml.safe_dump(secrets))
+        (group_vars / "secrets.yml").write_text(yaml.safe_dump({**PLATFORM_TAG, **secrets}))
     if gpu_facts and plan["groups"].get("gpu"):
         host_vars = inv / "host_vars"
         host_vars.mkdir()

