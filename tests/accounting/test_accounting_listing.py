@@ -19,7 +19,7 @@ from nomad_double import NomadDouble, fixture
 
 from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
-from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, \
+from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, decode_jobs, \
     usage_from_stub
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, parse_allocation, parse_node
 from ai4os_kit.accounting.store import Store
@@ -203,3 +203,12 @@ def test_any_task_time_the_fast_path_cannot_read_leaves_the_allocation_to_the_re
     except MalformedAllocation:
         return
     assert reference.end is not None  # the reference read the time itself (an offset it understands)
+
+
+def test_job_pages_read_the_configured_owner_key_and_skip_odd_jobs() -> None:
+    page = json.dumps([{"ID": "a", "Namespace": "ns", "Meta": {"owner": "x", "creator": "ann@egi.eu"}},
+                       {"ID": "b", "Meta": None}, {"ID": 7, "Meta": {"creator": "bob"}}]).encode()
+    index = OwnerIndex()
+    index.add_page(decode_jobs(page, "creator"))
+    index.finish()
+    assert index.lookup([("ns", "a"), ("default", "b"), ("default", "7")]) == ["ann@egi.eu", None, MISSING]

@@ -98,7 +98,7 @@ class NomadSource:
         owners = OwnerIndex()
         for body, _ in self._pages(self.api.jobs, "jobs", {"namespace": "*", "meta": "true"}):
             try:
-                owners.add_page(decode_jobs(body), owner_key)
+                owners.add_page(decode_jobs(body, owner_key))
             except PageError as exc:
                 raise self._bad_page("/v1/jobs", str(exc)) from None
         return owners.finish()

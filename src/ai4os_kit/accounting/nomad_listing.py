@@ -23,6 +23,7 @@ caller then runs the reference, which also names a malformed field.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from array import array
 from typing import Annotated, Any, Iterable
@@ -96,8 +97,16 @@ class JobStub(msgspec.Struct, gc=False):
     Meta: dict[str, Any] | None = None
 
 
+@functools.lru_cache(maxsize=4)
+def _job_page_decoder(owner_key: str) -> msgspec.json.Decoder:
+    """A decoder of job pages that reads only the owner of each job's meta (a struct of one renamed field)."""
+    meta = msgspec.defstruct("Meta", [("value", Any, None)], rename={"value": owner_key}, gc=False)
+    job = msgspec.defstruct("Job", [("ID", str), ("Namespace", str | None, None), ("Meta", meta | None, None)],
+                            gc=False)
+    return msgspec.json.Decoder(list[job])  # type: ignore[valid-type]
+
+
 _ALLOC_PAGE = msgspec.json.Decoder(list[AllocStub])
-_JOB_PAGE = msgspec.json.Decoder(list[JobStub])
 _ANY = msgspec.json.Decoder()
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -266,10 +275,14 @@ class OwnerIndex:
         self._keys: np.ndarray | None = None
         self._values: np.ndarray | None = None
 
-    def add_page(self, jobs: Iterable[JobStub], owner_key: str) -> None:
+    def add_page(self, jobs: Iterable[Any], owner_key: str | None = None) -> None:
+        """Add job stubs: :class:`JobStub` (``owner_key`` names the meta key) or those of :func:`decode_jobs`."""
         hashes, codes, code_of, owners = self._hashes, self._codes, self._code_of, self._owners
         for job in jobs:
-            value = (job.Meta or {}).get(owner_key)
+            if owner_key is None:
+                value = job.Meta.value if job.Meta is not None else None
+            else:
+                value = (job.Meta or {}).get(owner_key)
             if value:
                 value = str(value)
                 code = code_of.get(value)
@@ -317,15 +330,21 @@ class OwnerIndex:
         return len(self._keys) if self._keys is not None else len(self._hashes)
 
 
-def decode_jobs(page: bytes) -> list[JobStub]:
-    """The job stubs of one page of ``/v1/jobs?meta=true``."""
-    docs = _decode(page, _JOB_PAGE)
-    if all(isinstance(d, JobStub) for d in docs):
+def decode_jobs(page: bytes, owner_key: str) -> list[Any]:
+    """The job stubs of one page of ``/v1/jobs?meta=true``, each with the one meta value ``owner_key``.
+
+    A job whose stub has a value of an unexpected type is left out (its
+    allocations are then read in full).
+    """
+    typed = _job_page_decoder(owner_key)
+    docs = _decode(page, typed)
+    if all(not isinstance(d, dict) for d in docs):
         return docs
     out = []
-    for doc in docs:  # a job with an odd field: keep what can be read; its allocations are then read in full
+    element = typed.type.__args__[0]
+    for doc in docs:
         try:
-            out.append(msgspec.convert(doc, JobStub))
+            out.append(msgspec.convert(doc, element))
         except msgspec.ValidationError:
             continue
     return out

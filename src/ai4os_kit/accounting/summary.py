@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -122,7 +123,7 @@ class Summaries:
         pairs = [tuple(k.split("\0", 1)) for (k,) in distinct]  # (namespace, owner)
         names = sorted({n for n, _ in pairs})
         ns = np.array([names.index(n) for n, _ in pairs], dtype=np.int64)[owner]
-        num = np.array(numbers, dtype=np.int64).reshape(len(numbers), 8)
+        num = np.fromiter(itertools.chain.from_iterable(numbers), np.int64, 8 * len(numbers)).reshape(len(numbers), 8)
         create, start, end, amounts = num[:, 0], num[:, 1], num[:, 2], num[:, 3:]
         started = start >= 0
         end = np.minimum(np.where(end >= 0, end, now), now)
@@ -183,19 +184,23 @@ class Summaries:
 def _exact_sums(bins: Any, values: Any, size: int) -> dict[int, list[int]]:
     """Per bin (0 <= bin < size) that has rows: the exact sums of the columns of its rows, as Python ints.
 
-    Sums are int64 over as many rows at a time as cannot overflow (all of them, for any real usage).
+    Sums are taken with ``np.bincount`` (float64) over as many rows at a time
+    as keep every partial sum below 2**53, where float64 holds integers exactly
+    (all rows at once for any real usage), then added up as Python ints.
     """
     out: dict[int, list[int]] = {}
     if not len(bins):
         return out
     biggest = max(1, int(values.max()), -int(values.min()))
-    step = max(1, (1 << 62) // biggest)
+    step = max(1, (1 << 53) // biggest)
+    width = values.shape[1]
     for lo in range(0, len(bins), step):
         part_bins, part = bins[lo:lo + step], values[lo:lo + step]
-        sums = np.zeros((size, values.shape[1]), np.int64)
-        np.add.at(sums, part_bins, part)
+        sums = np.empty((size, width), np.int64)
+        for j in range(width):
+            sums[:, j] = np.bincount(part_bins, weights=part[:, j], minlength=size)
         for b in np.flatnonzero(np.bincount(part_bins, minlength=size)).tolist():
-            row = out.setdefault(b, [0] * values.shape[1])
+            row = out.setdefault(b, [0] * width)
             for j, value in enumerate(sums[b].tolist()):
                 row[j] += value
     return out
