@@ -8,57 +8,20 @@ with the host variables `ai4os-kit plan` writes (ai4os_kit.model.ansible_invento
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import hcl_config
 import pytest
 import yaml
-from cluster_helpers import ROOT, run_playbook
+from cluster_helpers import ROOT
+from cluster_render import render_cluster
 
-from ai4os_kit.model import ansible_inventory
-from ai4os_kit.model.inventory import load_inventory
-from ai4os_kit.model.plan import build_plan
-
-SAMPLE = ROOT / "inventories" / "sample"
-
-
-def _secrets() -> dict[str, str]:
-    return {
-        "ai4os_secret_consul_gossip_key": base64.b64encode(os.urandom(32)).decode(),
-        "ai4os_secret_nomad_gossip_key": base64.b64encode(os.urandom(32)).decode(),
-        "ai4os_secret_consul_bootstrap_token": str(uuid.uuid4()),
-        "ai4os_secret_nomad_bootstrap_token": str(uuid.uuid4()),
-        "ai4os_secret_ca_cert": "-----BEGIN CERTIFICATE-----\n(not used when rendering)\n-----END CERTIFICATE-----\n",
-        "ai4os_secret_ca_key": "-----BEGIN EC PRIVATE KEY-----\n(not used)\n-----END EC PRIVATE KEY-----\n",
-    }
+from ai4os_kit.model.secrets import CONSUL_TOKENS, NOMAD_TOKENS
 
 
 def _render(tmp_path: Path, extra: dict[str, Any] | None = None, limit: str = "all") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    plan = build_plan(load_inventory(SAMPLE))
-    inventory = ansible_inventory.render(plan)
-    for index, (name, hostvars) in enumerate(inventory["all"]["hosts"].items(), start=10):
-        hostvars["ansible_host"] = f"10.0.0.{index}"  # stands in for the address the facts give
-    (tmp_path / "hosts.yml").write_text(ansible_inventory.dump(inventory))
-    secrets = _secrets()
-    platform = yaml.safe_load((SAMPLE / "platform.yml").read_text())
-    variables = {**platform, **secrets, "render_out": str(tmp_path / "out.json"), **(extra or {})}
-    (tmp_path / "vars.yml").write_text(yaml.safe_dump(variables))
-    proc = run_playbook(
-        tmp_path,
-        ROOT / "tests" / "cluster" / "render_config.yml",
-        "--limit",
-        limit,
-        "-e",
-        f"@{tmp_path / 'vars.yml'}",
-        inventory=str(tmp_path / "hosts.yml"),
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    return plan, secrets, json.loads((tmp_path / "out.json").read_text())
+    return render_cluster(tmp_path, extra=extra, limit=limit)
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +79,18 @@ def test_consul_security_defaults(rendered: tuple[dict, dict, dict]) -> None:
         assert first(consul, "tls.defaults.cert_file").endswith("/tls/consul.pem")
         assert first(consul, "acl.enabled") is True
         assert first(consul, "acl.default_policy") == "deny"
-        agent_token = first(consul, "acl.tokens.agent")
-        assert uuid.UUID(agent_token) and agent_token != secrets["ai4os_secret_consul_bootstrap_token"]
+        assert first(consul, "tls.https.verify_incoming") is True, "mutual TLS on the HTTPS API"
+        assert first(consul, "enable_agent_tls_for_checks") is True
+        # the agent and DNS tokens are the random kit tokens of secrets.yml, never the bootstrap token
+        assert first(consul, "acl.tokens.agent") == secrets["ai4os_secret_consul_token_agent"]
+        assert first(consul, "acl.tokens.dns") == secrets["ai4os_secret_consul_token_dns"]
+        assert secrets["ai4os_secret_consul_bootstrap_token"] not in out[node["name"]]["consul.hcl"]
         assert first(consul, "datacenter") == node["datacenter"]
         assert first(consul, "primary_datacenter") == "ifca"
 
 
 def test_consul_datacenters_and_wan_federation(rendered: tuple[dict, dict, dict]) -> None:
-    _, _, out = rendered
+    _, secrets, out = rendered
     ifca = _load(out, "ifca-server-1", "consul.hcl")
     cesnet = _load(out, "cesnet-server-1", "consul.hcl")
     client = _load(out, "ifca-cpu-1", "consul.hcl")
@@ -137,7 +104,8 @@ def test_consul_datacenters_and_wan_federation(rendered: tuple[dict, dict, dict]
     assert "retry_join_wan" not in client
     # the secondary datacenter replicates ACLs from the primary
     assert hcl_config.first(cesnet, "acl.enable_token_replication") is True
-    assert "replication" in hcl_config.first(cesnet, "acl.tokens")
+    assert hcl_config.first(cesnet, "acl.tokens")["replication"] == secrets["ai4os_secret_consul_token_replication"]
+    assert "replication" not in hcl_config.first(ifca, "acl.tokens")
     assert "enable_token_replication" not in hcl_config.first(ifca, "acl")
 
 
@@ -152,6 +120,12 @@ def test_nomad_servers_region_and_tls(rendered: tuple[dict, dict, dict]) -> None
         assert hcl_config.first(nomad, "acl.enabled") is True
         assert hcl_config.first(nomad, "consul.ssl") is True
         assert hcl_config.first(nomad, "consul.address") == "127.0.0.1:8501"
+        assert hcl_config.first(nomad, "tls.verify_https_client") is True, "mutual TLS on the HTTP API"
+        assert hcl_config.first(nomad, "consul.cert_file").endswith("/tls/nomad.pem")
+        kind = "nomad_server" if node["nomad"]["server"] else "nomad_client"
+        assert hcl_config.first(nomad, "consul.token") == secrets[f"ai4os_secret_consul_token_{kind}"]
+        for bootstrap in ("ai4os_secret_consul_bootstrap_token", "ai4os_secret_nomad_bootstrap_token"):
+            assert all(secrets[bootstrap] not in text for text in out[node["name"]].values()), bootstrap
     server = _load(out, "cesnet-server-1", "server.hcl")
     assert hcl_config.first(server, "server.bootstrap_expect") == len(plan["groups"]["nomad_servers"]) == 4
     assert hcl_config.first(server, "server.encrypt") == secrets["ai4os_secret_nomad_gossip_key"]
@@ -170,18 +144,19 @@ def test_nomad_client_cluster_contract(rendered: tuple[dict, dict, dict]) -> Non
         assert set(first(client, "client.reserved")) == {"cpu", "memory", "disk"}
         assert hcl_config.labelled(client, "client.host_volume") == {"nomad-storage": {"path": "/nomad-storage", "read_only": False}}
         assert first(client, "client.options")["fingerprint.denylist"] == "env_aws,env_gce,env_azure,env_digitalocean"
+        assert first(client, "client.options")["driver.allowlist"] == "docker,raw_exec"
         plugins = hcl_config.labelled(client, "plugin")
         docker = first(plugins["docker"], "config")
-        assert docker["allow_privileged"] is True
-        assert first(docker, "volumes.enabled") is True
-        assert first(plugins["raw_exec"], "config.enabled") is True
-        assert "exec" in plugins
+        # privileged containers only where PAPI's storage sidecars run (test_client_confinement.py)
+        assert docker["allow_privileged"] is (node["role"] in ("cpu", "gpu", "batch"))
+        assert "sys_admin" not in docker["allow_caps"]
+        assert "exec" not in plugins
         if node["role"] == "gpu":
             assert first(plugins["nomad-device-nvidia"], "config.enabled") is True
             assert docker["allow_runtimes"] == ["runc", "nvidia"]
         else:
             assert "nomad-device-nvidia" not in plugins
-            assert "allow_runtimes" not in docker
+            assert docker["allow_runtimes"] == ["runc"]
 
 
 def test_gpu_facts_reach_the_node_meta(tmp_path: Path) -> None:
@@ -202,3 +177,13 @@ def test_units_are_hardened(rendered: tuple[dict, dict, dict]) -> None:
     assert "User=nomad" in server and "ProtectSystem=strict" in server
     client = out["ifca-cpu-1"]["nomad.service"]
     assert "User=root" in client and "ProtectSystem=strict" not in client
+
+
+def test_roles_issue_exactly_the_tokens_the_secrets_command_generates() -> None:
+    consul = yaml.safe_load((ROOT / "roles" / "consul" / "defaults" / "main.yml").read_text())
+    nomad = yaml.safe_load((ROOT / "roles" / "nomad" / "defaults" / "main.yml").read_text())
+    assert sorted(t["name"] for t in consul["consul_acl_tokens"]) == sorted(CONSUL_TOKENS)
+    assert sorted(t["name"] for t in nomad["nomad_acl_tokens"]) == sorted(NOMAD_TOKENS)
+    policies = {p["name"] for p in nomad["nomad_acl_policies"]}
+    assert all(set(t["policies"]) <= policies for t in nomad["nomad_acl_tokens"])
+    assert {t["policy"] for t in consul["consul_acl_tokens"]} <= {p["name"] for p in consul["consul_acl_policies"]}

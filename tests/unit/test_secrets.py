@@ -53,3 +53,28 @@ def test_operator_secrets_are_kept(sample_inventory: Path, monkeypatch) -> None:
     (sample_inventory / "secrets.yml").write_bytes(mod._vault(mod.read_password(pw)).encrypt(yaml.safe_dump(data).encode()))
     assert main(["secrets", "--rotate", "ai4os_secret_ca", str(sample_inventory)]) == 0
     assert read_secrets(sample_inventory, pw)["ai4os_secret_oidc_papi_client_secret"] == "s3cr3t"
+
+
+def test_kit_tokens_are_random_and_rotate_alone(sample_inventory: Path, monkeypatch) -> None:
+    """Each kit ACL token has a random secret of its own (not derived from the bootstrap token);
+    rotating a Nomad token replaces its accessor too and nothing else."""
+    import uuid
+
+    from ai4os_kit.model.secrets import CONSUL_TOKENS, NOMAD_TOKENS
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    assert main(["secrets", str(sample_inventory)]) == 0
+    pw = sample_inventory / ".vault-pass"
+    before = read_secrets(sample_inventory, pw)
+    names = ([f"ai4os_secret_consul_token_{n}" for n in CONSUL_TOKENS]
+             + [f"ai4os_secret_nomad_{kind}_{n}" for n in NOMAD_TOKENS for kind in ("token", "accessor")])
+    values = [before[name] for name in names]
+    assert all(uuid.UUID(v).version == 4 for v in values)
+    bootstraps = {before["ai4os_secret_consul_bootstrap_token"], before["ai4os_secret_nomad_bootstrap_token"]}
+    assert len(set(values) | bootstraps) == len(values) + 2, "every token has its own secret"
+    for token in ("ai4os_secret_nomad_token_papi", "ai4os_secret_consul_token_dns"):
+        assert main(["secrets", "--rotate", token, str(sample_inventory)]) == 0
+    after = read_secrets(sample_inventory, pw)
+    changed = {key for key in before if after[key] != before[key]}
+    assert changed == {"ai4os_secret_nomad_token_papi", "ai4os_secret_nomad_accessor_papi", "ai4os_secret_consul_token_dns"}
+    # an accessor is not rotated on its own (it would orphan the token)
+    assert main(["secrets", "--rotate", "ai4os_secret_nomad_accessor_papi", str(sample_inventory)]) == 2

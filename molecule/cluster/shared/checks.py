@@ -48,8 +48,11 @@ def assert_accepted_keys(host: Any, path: str, agent: str) -> dict[str, Any]:
     return config
 
 
-def assert_node_certificate(host: Any, directory: str, basename: str, common_name: str, group: str) -> x509.Certificate:
-    """The node certificate: signed by the platform CA, right names, key on the node only and matching."""
+def assert_node_certificate(host: Any, directory: str, basename: str, common_name: str, group: str,
+                            service_names: tuple[str, ...] = ()) -> x509.Certificate:
+    """The node certificate: signed by the platform CA, right names (the service names platform
+    clients call included), usable as server and client certificate (mutual TLS), key on the
+    node only and matching."""
     ca = x509.load_pem_x509_certificate(CA_FILE.read_bytes())
     assert host.file(f"{directory}/ca.pem").content_string.strip() == CA_FILE.read_text().strip()
     cert_file = host.file(f"{directory}/{basename}.pem")
@@ -62,6 +65,9 @@ def assert_node_certificate(host: Any, directory: str, basename: str, common_nam
     names = sans.get_values_for_type(x509.DNSName)
     addresses = [str(a) for a in sans.get_values_for_type(x509.IPAddress)]
     assert common_name in names and "localhost" in names
+    assert set(service_names) <= set(names), f"{basename}.pem lacks {sorted(set(service_names) - set(names))}"
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert {x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH} <= set(usages)
     assert "127.0.0.1" in addresses
     node_ip = host.interface.default().addresses[0]
     assert str(ipaddress.ip_address(node_ip)) in addresses

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "molecule" / "cluster" / "shared"))
@@ -14,8 +13,9 @@ sys.path.insert(0, str(Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) /
 import checks  # noqa: E402
 
 first = checks.hcl_config.first
-CONSUL_CA = "--cacert /etc/consul.d/tls/ca.pem"
-NOMAD_CA = "--cacert /etc/nomad.d/tls/ca.pem"
+# The APIs require client certificates from the platform CA (mutual TLS): the node's own.
+CONSUL_CA = "--cacert /etc/consul.d/tls/ca.pem --cert /etc/consul.d/tls/consul.pem --key /etc/consul.d/tls/consul-key.pem"
+NOMAD_CA = "--cacert /etc/nomad.d/tls/ca.pem --cert /etc/nomad.d/tls/nomad.pem --key /etc/nomad.d/tls/nomad-key.pem"
 MANAGEMENT_CONSUL = "7e57bed0-0000-4000-8000-00000000c001"  # test-bed bootstrap tokens (shared/vars.yml)
 MANAGEMENT_NOMAD = "7e57bed0-0000-4000-8000-00000000a001"
 
@@ -34,8 +34,11 @@ def _address(host, name: str) -> str:
 def test_certificates_per_node(host):
     name, site, role = _node(host)
     kind = "server" if role == "server" else "client"
-    checks.assert_node_certificate(host, "/etc/consul.d/tls", "consul", f"{kind}.{site}.consul", "consul")
-    checks.assert_node_certificate(host, "/etc/nomad.d/tls", "nomad", f"{kind}.tb.nomad", "nomad" if role == "server" else "root")
+    server = role == "server"
+    checks.assert_node_certificate(host, "/etc/consul.d/tls", "consul", f"{kind}.{site}.consul", "consul",
+                                   service_names=("consul.service.consul",) if server else ())
+    checks.assert_node_certificate(host, "/etc/nomad.d/tls", "nomad", f"{kind}.tb.nomad", "nomad" if server else "root",
+                                   service_names=("nomad.service.consul",) if server else ())
 
 
 def test_consul_datacenter_per_site_and_wan_federation(host):
@@ -110,11 +113,12 @@ def test_traefik_on_the_ingress_redirects_to_https(host):
 
 
 def test_traefik_reads_the_catalog_with_the_consul_roles_traefik_token(host):
-    """playbooks/cluster.yml passes no token: the role's default is the consul role's "traefik" token."""
+    """playbooks/cluster.yml passes no token: the role's default is the traefik token of secrets.yml,
+    which the consul role issues."""
     name, site, role = _node(host)
     if role != "ingress":
         return
-    token = str(uuid.uuid5(uuid.UUID(MANAGEMENT_CONSUL), "global/traefik"))
+    token = "7e57bed0-0000-4000-8000-00000000c0a1"  # ai4os_secret_consul_token_traefik (shared/vars.yml)
     env = host.file("/etc/traefik/traefik.env")
     assert env.mode == 0o600, oct(env.mode)
     assert f"CONSUL_HTTP_TOKEN={token}" in env.content_string.splitlines()

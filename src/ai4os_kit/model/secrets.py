@@ -5,6 +5,9 @@ secrets.yml (ansible-vault encrypted) holds:
   ai4os_secret_nomad_gossip_key       Nomad gossip encryption key (32 random bytes, base64)
   ai4os_secret_consul_bootstrap_token Consul ACL bootstrap (management) token (UUID)
   ai4os_secret_nomad_bootstrap_token  Nomad ACL bootstrap (management) token (UUID)
+  ai4os_secret_consul_token_<name>    Consul ACL token of one kit consumer (UUID): CONSUL_TOKENS
+  ai4os_secret_nomad_token_<name>     Nomad ACL token (SecretID, UUID) of one kit consumer: NOMAD_TOKENS
+  ai4os_secret_nomad_accessor_<name>  its AccessorID (UUID), replaced with it on --rotate
   ai4os_secret_ca_key                 platform CA private key (PEM, EC P-256)
   ai4os_secret_ca_cert                platform CA certificate (PEM, 10 years)
   ai4os_oidc_oauth2_proxy_cookie_secret  cookie secret of the forward-auth proxy (32 characters)
@@ -18,8 +21,9 @@ import datetime as dt
 import os
 import secrets as pysecrets
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -46,7 +50,7 @@ def _ca_pair(platform_name: str) -> tuple[str, str]:
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "AI4OS platform"),
         x509.NameAttribute(NameOID.COMMON_NAME, f"{platform_name} platform CA"),
     ])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name)
@@ -71,15 +75,28 @@ def _cookie_secret(_: str) -> str:
     return base64.urlsafe_b64encode(os.urandom(24)).decode()  # 32 characters, as oauth2-proxy wants
 
 
+# The kit's scoped ACL tokens: random secrets of their own (never derived from the
+# bootstrap tokens), issued by the consul and nomad roles, each rotatable alone.
+CONSUL_TOKENS = ("agent", "dns", "nomad_server", "nomad_client", "traefik", "prometheus", "replication")
+NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus")
+
 GENERATED: dict[str, Callable[[str], str]] = {
     "ai4os_oidc_oauth2_proxy_cookie_secret": _cookie_secret,
     "ai4os_secret_consul_gossip_key": _gossip_key,
     "ai4os_secret_nomad_gossip_key": _gossip_key,
     "ai4os_secret_consul_bootstrap_token": _token,
     "ai4os_secret_nomad_bootstrap_token": _token,
+    **{f"ai4os_secret_consul_token_{name}": _token for name in CONSUL_TOKENS},
+    **{f"ai4os_secret_nomad_token_{name}": _token for name in NOMAD_TOKENS},
+    **{f"ai4os_secret_nomad_accessor_{name}": _token for name in NOMAD_TOKENS},
 }
 CA_KEYS = ("ai4os_secret_ca_key", "ai4os_secret_ca_cert")
-ROTATABLE = tuple(GENERATED) + ("ai4os_secret_ca",)
+# Secrets replaced together with the one named: a rotated Nomad token is a new token
+# (new AccessorID too); the nomad role deletes the old one when it issues it.
+ROTATE_WITH: dict[str, tuple[str, ...]] = {
+    f"ai4os_secret_nomad_token_{name}": (f"ai4os_secret_nomad_accessor_{name}",) for name in NOMAD_TOKENS
+}
+ROTATABLE = tuple(k for k in GENERATED if not k.startswith("ai4os_secret_nomad_accessor_")) + ("ai4os_secret_ca",)
 
 
 def _vault(password: bytes) -> Any:
@@ -159,8 +176,9 @@ def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = Non
     pw_file, _ = password_file(inventory, create=not file.exists())
     current = read_secrets(inventory, pw_file) if file.exists() else {}
     created: list[str] = []
+    replaced = {rotate, *ROTATE_WITH.get(rotate or "", ())}
     for key, make in GENERATED.items():
-        if key not in current or rotate == key:
+        if key not in current or key in replaced:
             current[key] = make(platform_name)
             created.append(key)
     if any(k not in current for k in CA_KEYS) or rotate == "ai4os_secret_ca":
