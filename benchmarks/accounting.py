@@ -130,24 +130,47 @@ def _namespace(i: int) -> str:
     return "ai4eosc" if i % 3 else "imagine"
 
 
+_SHAPES: dict[tuple[int, int, int, str], str] = {}
+
+
+def _shape(node_index: int, cores: int, gpus: int, status: str) -> str:
+    """The stub of one allocation shape with %-placeholders for what differs between allocations."""
+    key = (node_index, cores, gpus, status)
+    if key not in _SHAPES:
+        node = NODES[node_index]
+        finished = "null" if status == "running" else '"%(end)s"'
+        states = ",".join(_STATE % (task, "running" if status == "running" else "dead", "%(start)s", finished, "")
+                          for task in ("main", "storage_mount", "dind"))
+        _SHAPES[key] = (_STUB % ("%(id)s", "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", 0, "%(ns)s", node["ID"],
+                                 node["Name"], 0, _tasks(node_index, cores, gpus), status, states, "%(start)s", 0, 0,
+                                 0, 0, 0)).replace('"Name":"job-0.', '"Name":"job-%(i)d.').replace(
+            '"JobID":"job-0"', '"JobID":"job-%(i)d"').replace('"ModifyIndex":0}', '"ModifyIndex":%(index)d}').replace(
+            '"CreateIndex":0,"ModifyIndex":0,"CreateTime":0,"ModifyTime":0}',
+            '"CreateIndex":%(index)d,"ModifyIndex":%(index)d,"CreateTime":%(create)d,"ModifyTime":%(modify)d}')
+    return _SHAPES[key]
+
+
 def allocation_stub(i: int, rng: random.Random, events: int) -> str:
     """One allocation list stub (resources=true, task states) in Go's compact JSON."""
-    node = NODES[i % len(NODES)]
+    node = i % len(NODES)
     start = START + rng.randrange(SPAN)
     running = rng.random() < 0.05
     end = None if running else start + rng.randrange(60, 3 * 86400)
     gpus = rng.choice((1, 2)) if i % 10 == 0 else 0
-    tasks = _tasks(i % len(NODES), rng.choice((1, 2, 4, 8)), gpus)
-    started, finished = rfc3339(start), f'"{rfc3339(end)}"' if end else "null"
+    cores = rng.choice((1, 2, 4, 8))
+    status = "running" if running else ("failed" if i % 17 == 0 else "complete")
+    values = {"id": _uuid(rng), "i": i, "ns": _namespace(i), "start": rfc3339(start), "end": rfc3339(end or start),
+              "index": 100 + 2 * i, "create": (start - 30) * 10**9, "modify": (end or start) * 10**9}
+    if not events:
+        return _shape(node, cores, gpus, status) % values
     states = []
+    finished = f'"{values["end"]}"' if end else "null"
     for task in ("main", "storage_mount", "dind"):
         evs = ",".join(_EVENT % (kind, (start - 20 + n) * 10**9, text) for n, (kind, text) in enumerate(_EVENTS[:events]))
-        states.append(_STATE % (task, "running" if running else "dead", started, finished, evs))
-    modify = (end or start) * 10**9
-    return _STUB % (_uuid(rng), "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
-                    i, _namespace(i), node["ID"], node["Name"], i, tasks,
-                    "running" if running else ("failed" if i % 17 == 0 else "complete"), ",".join(states),
-                    started, 100 + 2 * i, 100 + 2 * i, 100 + 2 * i, (start - 30) * 10**9, modify)
+        states.append(_STATE % (task, "running" if running else "dead", values["start"], finished, evs))
+    return _STUB % (values["id"], "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b", i, values["ns"], NODES[node]["ID"],
+                    NODES[node]["Name"], i, _tasks(node, cores, gpus), status, ",".join(states), values["start"],
+                    values["index"], values["index"], values["index"], values["create"], values["modify"])
 
 
 class GeneratedNomad(NomadSource):

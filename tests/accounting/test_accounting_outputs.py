@@ -153,7 +153,7 @@ def test_cli_run_end_to_end(nomad_double: NomadDouble, tmp_path: Path, capsys: p
     assert main(["accounting", "report", "--config", str(cfg), "--month", "2026-03"]) == 0
     assert (tmp_path / "reports" / "2026-03.png").stat().st_size > 1000
     assert main(["accounting", "check", "--config", str(cfg)]) == 0
-    assert "ok: Nomad at" in capsys.readouterr().out
+    assert "allocation(s), 2 job(s), index" in capsys.readouterr().out  # both listings the collector reads
 
 
 def test_cli_unreachable_nomad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

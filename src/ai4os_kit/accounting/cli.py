@@ -105,8 +105,10 @@ def _check(cfg: Any) -> int:
     print(f"ok: host certificate {cfg.host_cert} ({subject})")
     OutgoingQueue(cfg.outgoing_dir).probe()
     print(f"ok: SSM outgoing queue {cfg.outgoing_dir}")
-    stubs, index = NomadSource(cfg.nomad).list_allocations()
-    print(f"ok: Nomad at {cfg.nomad.address}: {len(stubs)} allocation(s), index {index}")
+    source = NomadSource(cfg.nomad)
+    stubs, index = source.list_allocations()
+    jobs = len(source.job_owners(cfg.owner_meta_key))
+    print(f"ok: Nomad at {cfg.nomad.address}: {len(stubs)} allocation(s), {jobs} job(s), index {index}")
     return 0
 
 

@@ -73,33 +73,44 @@ class _Run:
     def node(self, node_id: str) -> NodeInfo | None:
         return self.nodes[node_id] if node_id in self.nodes else _node(self.source, self.store, self.nodes, node_id)
 
-    def usages(self, stubs: list[Any], result: RunResult) -> Iterator[tuple[str, Usage | None]]:
+    def usages(self, stubs: list[Any], result: RunResult) -> list[tuple[str, Usage | None]]:
         """(id, usage) of each changed allocation of a page; usage None: it vanished before its full read."""
+        if all(type(s) is AllocStub for s in stubs):  # the usual page: typed stubs, the fast path
+            owners = self.owners.lookup([(s.Namespace or "default", s.JobID) for s in stubs])
+            nodes, out = self.nodes, []
+            for stub, owner in zip(stubs, owners):
+                node = nodes[stub.NodeID] if stub.NodeID in nodes else self.node(stub.NodeID)
+                usage = usage_from_stub(stub, node, owner) if owner is not None and owner is not MISSING else None
+                out.append((stub.ID, usage) if usage is not None else self._slow(stub, stub, owner, result))
+            return [u for u in out if u is not None]
         typed = [s if isinstance(s, AllocStub) else as_stub(s) for s in stubs]
         keys = [(t.Namespace or "default", t.JobID) if t is not None else _job_key(s) for s, t in zip(stubs, typed)]
-        for stub, fast, owner in zip(stubs, typed, self.owners.lookup(keys)):
-            alloc_id = fast.ID if fast is not None else stub.get("ID") if isinstance(stub, dict) else None
-            if not isinstance(alloc_id, str):
-                result.problems.append(MalformedAllocation(repr(alloc_id), "ID", "missing in the allocation list"))
-                continue
-            try:
-                if owner is MISSING or owner is None:  # the job's meta has no owner or the job is not listed
-                    doc = self.source.allocation(alloc_id, str(_field(stub, "Namespace") or "default"))
-                    if doc is None:
-                        yield alloc_id, None
-                        continue
-                    usage = parse_allocation(doc, self.node(str(doc.get("NodeID") or "")), self.owner_key)
-                else:
-                    node = self.node(fast.NodeID if fast is not None else str(_field(stub, "NodeID") or ""))
-                    usage = usage_from_stub(fast, node, owner) if fast is not None else None
-                    if usage is None:  # the reference parser decides (and names a malformed field)
-                        doc = stub if isinstance(stub, dict) else msgspec.to_builtins(stub)
-                        usage = parse_allocation(doc, node, self.owner_key)._replace(owner=owner)
-            except MalformedAllocation as problem:
-                LOG.error("%s", problem)
-                result.problems.append(problem)
-                continue
-            yield alloc_id, usage
+        done = [self._slow(stub, fast, owner, result) for stub, fast, owner in zip(stubs, typed, self.owners.lookup(keys))]
+        return [u for u in done if u is not None]
+
+    def _slow(self, stub: Any, fast: AllocStub | None, owner: Any,
+              result: RunResult) -> tuple[str, Usage | None] | None:
+        """An allocation the fast path leaves: a full read, or the reference parser; None: a problem (recorded)."""
+        alloc_id = fast.ID if fast is not None else stub.get("ID") if isinstance(stub, dict) else None
+        if not isinstance(alloc_id, str):
+            result.problems.append(MalformedAllocation(repr(alloc_id), "ID", "missing in the allocation list"))
+            return None
+        try:
+            if owner is MISSING or owner is None:  # the job's meta has no owner or the job is not listed
+                doc = self.source.allocation(alloc_id, str(_field(stub, "Namespace") or "default"))
+                if doc is None:
+                    return alloc_id, None
+                return alloc_id, parse_allocation(doc, self.node(str(doc.get("NodeID") or "")), self.owner_key)
+            node = self.node(fast.NodeID if fast is not None else str(_field(stub, "NodeID") or ""))
+            usage = usage_from_stub(fast, node, owner) if fast is not None else None
+            if usage is None:  # the reference parser decides (and names a malformed field)
+                doc = stub if isinstance(stub, dict) else msgspec.to_builtins(stub)
+                usage = parse_allocation(doc, node, self.owner_key)._replace(owner=owner)
+            return alloc_id, usage
+        except MalformedAllocation as problem:
+            LOG.error("%s", problem)
+            result.problems.append(problem)
+            return None
 
 
 def _job_key(doc: Any) -> tuple[str, str]:
@@ -148,23 +159,28 @@ def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]
                             previous, index)
                 compare = False
         result.listed += len(stubs)
-        ids = [_field(s, "ID") for s in stubs]
-        page_open = [a for a in ids if a in open_before]
-        seen_open.update(page_open)
-        store.touch(page_open, now)
-        known = store.modify_indexes_of([a for a in ids if isinstance(a, str)]) if compare else {}
-        changed = [s for s, a in zip(stubs, ids)
-                   if not isinstance(_field(s, "ModifyIndex"), int) or _field(s, "ModifyIndex") > known.get(a, -1)]
+        typed = all(type(s) is AllocStub for s in stubs)
+        ids = [s.ID for s in stubs] if typed else [_field(s, "ID") for s in stubs]
+        page_open = [a for a in ids if a in open_before] if open_before else []
+        if page_open:
+            seen_open.update(page_open)
+            store.touch(page_open, now)
+        if compare:
+            known = store.modify_indexes_of([a for a in ids if isinstance(a, str)])
+            changed = [s for s, a in zip(stubs, ids)
+                       if not isinstance(index := _field(s, "ModifyIndex"), int) or index > known.get(a, -1)]
+        else:
+            changed = stubs
         result.fetched += len(changed)
         for alloc_id, usage in run.usages(changed, result):
             if usage is None:
                 vanished.append(alloc_id)
-                continue
-            batch.append(usage)
-            if len(batch) >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
-                result.written += store.upsert(batch, now)
-                batch = []
-                committed = time.monotonic()
+            else:
+                batch.append(usage)
+        if len(batch) >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
+            result.written += store.upsert(batch, now)
+            batch = []
+            committed = time.monotonic()
     now = now or int(clock())
     result.written += store.upsert(batch, now)
     gone = (open_before - seen_open) | (set(vanished) & open_before)

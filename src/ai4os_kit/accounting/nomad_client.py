@@ -57,7 +57,8 @@ class NomadSource:
         if isinstance(cause, requests.Response):
             detail = f"HTTP {cause.status_code}: {cause.text.strip()[:200]}"
             if cause.status_code == 403:
-                detail += " (the token lacks read access: it needs namespace '*' read-job and node:read)"
+                detail += (" (the token lacks read access: it needs namespace '*' list-jobs and read-job, as the "
+                           "'read' policy grants, and node:read)")
         else:
             detail = str(cause)
         return KitError(f"Nomad at {self.settings.address}: {what} failed: {detail}; check nomad.address, "

@@ -295,18 +295,22 @@ class OwnerIndex:
             codes.append(code)
 
     def finish(self) -> "OwnerIndex":
-        keys = np.frombuffer(self._hashes, dtype=np.int64) if len(self._hashes) else np.zeros(0, np.int64)
-        values = np.frombuffer(self._codes, dtype=np.int32) if len(self._codes) else np.zeros(0, np.int32)
+        """Sort by key (in place: the transient peak is one index array, 8 bytes a job) and drop shared keys."""
+        keys = np.array(self._hashes, dtype=np.int64)
+        self._hashes = array("q")
         order = np.argsort(keys, kind="stable")
-        keys, values = keys[order], values[order]
+        values = np.frombuffer(self._codes, dtype=np.int32)[order] if len(self._codes) else np.zeros(0, np.int32)
+        self._codes = array("i")
+        keys.sort(kind="stable")
+        del order
         if len(keys) > 1:
             twin = np.zeros(len(keys), bool)
             same = keys[1:] == keys[:-1]
             twin[1:] |= same
             twin[:-1] |= same
-            keys, values = keys[~twin], values[~twin]
+            if same.any():
+                keys, values = keys[~twin], values[~twin]
         self._keys, self._values = keys, values
-        self._hashes, self._codes = array("q"), array("i")
         return self
 
     def lookup(self, keys: list[tuple[str, str]]) -> list[Any]:
@@ -314,17 +318,13 @@ class OwnerIndex:
         assert self._keys is not None and self._values is not None, "call finish() first"
         if not keys:
             return []
-        wanted = np.fromiter(map(hash, keys), np.int64, len(keys))
-        at = np.searchsorted(self._keys, wanted)
-        np.minimum(at, max(len(self._keys) - 1, 0), out=at)
-        owners = self._owners
-        out: list[Any] = []
         if not len(self._keys):
             return [MISSING] * len(keys)
-        found = (self._keys[at] == wanted).tolist()
-        for hit, code in zip(found, self._values[at].tolist()):
-            out.append(MISSING if not hit else (None if code < 0 else owners[code]))
-        return out
+        wanted = np.fromiter(map(hash, keys), np.int64, len(keys))
+        at = np.minimum(np.searchsorted(self._keys, wanted), len(self._keys) - 1)
+        owners, none = self._owners, self.NONE
+        return [MISSING if not hit else (None if code == none else owners[code])
+                for hit, code in zip((self._keys[at] == wanted).tolist(), self._values[at].tolist())]
 
     def __len__(self) -> int:
         return len(self._keys) if self._keys is not None else len(self._hashes)
