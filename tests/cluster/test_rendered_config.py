@@ -8,6 +8,8 @@ with the host variables `ai4os-kit plan` writes (ai4os_kit.model.ansible_invento
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,19 @@ def test_roles_issue_exactly_the_tokens_the_secrets_command_generates() -> None:
     policies = {p["name"] for p in nomad["nomad_acl_policies"]}
     assert all(set(t["policies"]) <= policies for t in nomad["nomad_acl_tokens"])
     assert {t["policy"] for t in consul["consul_acl_tokens"]} <= {p["name"] for p in consul["consul_acl_policies"]}
+
+
+def test_containers_get_the_consul_dns_forwarder_as_their_resolver(rendered: tuple[dict, dict, dict]) -> None:
+    """Docker hands containers the bridge address as DNS server (daemon.json `dns`, `bip`), and the
+    consul role's forwarder listens on that bridge (Docker's default bridge is docker0) and sends
+    *.consul to the agent's DNS port."""
+    plan, _, out = rendered
+    for node in (n for n in plan["nodes"] if n["nomad"]["client"]):
+        daemon = json.loads(out[node["name"]]["daemon.json"])
+        bridge = ipaddress.ip_interface(daemon["bip"])
+        assert daemon["dns"] == [str(bridge.ip)], node["name"]
+        forwarder = out[node["name"]]["dnsmasq.conf"].splitlines()
+        assert "interface=docker0" in forwarder and "bind-dynamic" in forwarder
+        assert "listen-address=127.0.0.1" in forwarder
+        assert "server=/consul/127.0.0.1#8600" in forwarder
+        assert "domain-needed" in forwarder and "no-hosts" in forwarder
