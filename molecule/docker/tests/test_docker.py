@@ -2,6 +2,8 @@
 
 import json
 
+testinfra_hosts = ["ai4os-docker-1"]  # the other nodes of the scenario serve the firewall tests
+
 
 def test_daemon_json(host):
     daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
