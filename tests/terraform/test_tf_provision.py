@@ -12,6 +12,7 @@ hosts.yml are all real.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -39,8 +40,14 @@ def _double_steps(fake: Path, plan_override: Any = None) -> provision.Steps:
         plan = provision.load_plan(inventory)
         return plan_override(plan) if plan_override else plan
 
+    # The test double's resources stand where node_pool's server and data volume stand.
+    guarded = {("terraform_data", "node"): "server", ("terraform_data", "volume"): provision.VOLUME}
     return provision.Steps(load_plan=load, prepare_root=prepare, credentials=lambda plan, directory: {},
-                           flavors=lambda plan, env: {}, preflight=lambda plan, env, echo: None)
+                           flavors=lambda plan, env: {}, preflight=lambda plan, env, echo: None, guarded=guarded)
+
+
+def _volumes(plan: Mapping[str, Any]) -> int:
+    return sum(1 for n in plan["nodes"] if n["volume"] and n["site"] != "local")
 
 
 @pytest.fixture
@@ -73,8 +80,8 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
             else:
                 assert hv["ansible_host"].startswith(site["network"]["cidr"].rsplit(".", 1)[0] + ".")
                 assert hv["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{bastion['ansible_host']}"
-    # The test double has one terraform_data per node.
-    assert any(f"Plan: {len(plan['nodes'])} to add" in line for line in lines)
+    # The test double has one terraform_data per node and one per data volume.
+    assert any(f"Plan: {len(plan['nodes']) + _volumes(plan)} to add" in line for line in lines)
     assert any(line.startswith("  done: module.site_ifca.terraform_data.node") for line in lines)
     assert lines[-1] == f"wrote the Ansible inventory {sample_inventory / 'hosts.yml'}"
     # Commands that rewrite hosts.yml can keep the addresses (from `terraform output`).
@@ -92,8 +99,8 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
 def test_plan_only_changes_nothing(sample_inventory: Path, fake_site: Path) -> None:
     lines: list[str] = []
     provision.provision(sample_inventory, plan_only=True, echo=lines.append, steps=_double_steps(fake_site))
-    nodes = len(provision.load_plan(sample_inventory)["nodes"])
-    assert lines[-1] == f"plan only: {nodes} to add, 0 to change, 0 to destroy; nothing was changed"
+    plan = provision.load_plan(sample_inventory)
+    assert lines[-1] == f"plan only: {len(plan['nodes']) + _volumes(plan)} to add, 0 to change, 0 to destroy; nothing was changed"
     assert not (sample_inventory / "hosts.yml").exists()
     assert not (sample_inventory / "terraform" / "terraform.tfstate").exists()
 
@@ -109,12 +116,84 @@ def test_destroy_asks_and_only_yes_destroys(sample_inventory: Path, fake_site: P
     questions: list[str] = []
     assert provision.destroy(sample_inventory, echo=lines.append, steps=steps,
                              ask=lambda q: questions.append(q) or "yes") == 0
-    nodes = len(provision.load_plan(sample_inventory)["nodes"])
-    assert questions and f"Destroy {nodes} resource(s)" in questions[0]
+    plan = provision.load_plan(sample_inventory)
+    assert questions and f"Destroy {len(plan['nodes'])} resource(s)" in questions[0]  # the data volumes stay
+    assert sum(line.startswith("kept the data volume ") for line in lines) == _volumes(plan)
     assert not json.loads(state.read_text())["resources"]
     assert all("ansible_host" not in hv for hv in _hosts(sample_inventory)["hosts"].values())
     assert provision.destroy(sample_inventory, yes=True, echo=lines.append, steps=steps) == 0
     assert lines[-1] == "nothing to destroy"
+
+
+def _shrink(site: str, role: str, count: int) -> Any:
+    def change(plan: dict[str, Any]) -> dict[str, Any]:
+        changed = copy.deepcopy(plan)
+        pool = next(p for s in changed["sites"] if s["name"] == site for p in s["pools"] if p["role"] == role)
+        gone = pool["nodes"][count:]
+        pool["nodes"], pool["count"] = pool["nodes"][:count], count
+        changed["nodes"] = [n for n in changed["nodes"] if n["name"] not in gone]
+        for group, names in changed["groups"].items():
+            changed["groups"][group] = [n for n in names if n not in gone]
+        return changed
+    return change
+
+
+def _state_keys(inventory: Path) -> set[str]:
+    state = json.loads((inventory / "terraform" / "terraform.tfstate").read_text())
+    return {f"{r['name']}:{i['index_key']}" for r in state["resources"] if r["type"] == "terraform_data"
+            for i in r["instances"]}
+
+
+def test_a_plan_that_loses_a_node_is_refused_unless_named(sample_inventory: Path, fake_site: Path) -> None:
+    """Shrinking a pool would destroy cesnet-cpu-2's server and volume: refused, nothing changes; allowed by name."""
+    provision.provision(sample_inventory, echo=lambda _: None, steps=_double_steps(fake_site))
+    before = _state_keys(sample_inventory)
+    assert {"node:cesnet-cpu-2", "volume:cesnet-cpu-2"} <= before
+    shrunk = _double_steps(fake_site, _shrink("cesnet", "cpu", 1))
+    lines: list[str] = []
+    provision.provision(sample_inventory, plan_only=True, echo=lines.append, steps=shrunk)
+    assert any("would go: data volume of cesnet-cpu-2" in line for line in lines), lines
+    with pytest.raises(InputError) as err:
+        provision.provision(sample_inventory, echo=lines.append, steps=shrunk)
+    assert "cesnet-cpu-2" in str(err.value) and "--allow-destroy cesnet-cpu-2" in str(err.value)
+    assert _state_keys(sample_inventory) == before, "a refused plan must change nothing"
+    with pytest.raises(InputError, match="no server or data volume of that name exists"):
+        provision.provision(sample_inventory, echo=lines.append, steps=shrunk, allow_destroy=["ifca-cpu-9"])
+    lines.clear()
+    assert provision.provision(sample_inventory, echo=lines.append, steps=shrunk, allow_destroy=["cesnet-cpu-2"]) == 0
+    assert any("allowed: server of cesnet-cpu-2 would be destroyed" in line for line in lines), lines
+    assert any(line.startswith("kept the data volume cesnet-cpu-2-data") for line in lines), lines
+    assert _state_keys(sample_inventory) == before - {"node:cesnet-cpu-2", "volume:cesnet-cpu-2"}
+    assert "cesnet-cpu-2" not in _hosts(sample_inventory)["hosts"]
+
+
+def test_a_replacement_is_refused_like_a_destruction(tmp_path: Path, terraform: str) -> None:
+    """A server that would be destroyed and created anew counts as lost (real Terraform, `replace`)."""
+    from ai4os_kit.terraform.runner import Terraform
+
+    (tmp_path / "main.tf").write_text(
+        'variable "zone" { default = "a" }\n'
+        'resource "terraform_data" "this" {\n  for_each = toset(["lab-cpu-1"])\n  triggers_replace = var.zone\n}\n')
+    tf = Terraform(tmp_path, echo=lambda _: None)
+    tf.init()
+    tf.plan()
+    tf.apply()
+    (tmp_path / "main.tf").write_text((tmp_path / "main.tf").read_text().replace('default = "a"', 'default = "b"'))
+    found = provision.doomed(tf.plan(), {("terraform_data", "this"): "server"})
+    assert [(d.name, d.action) for d in found] == [("lab-cpu-1", "replace")]
+    assert "replaced (destroyed and created anew)" in str(found[0])
+    with pytest.raises(InputError, match="--allow-destroy lab-cpu-1"):
+        provision.refuse_unallowed(found, [], False, lambda _: None)
+    provision.refuse_unallowed(found, ["lab-cpu-1"], False, lambda _: None)
+    provision.refuse_unallowed(found, [], True, lambda _: None)
+
+
+def test_data_volumes_are_protected_in_the_real_module() -> None:
+    main = (Path(__file__).resolve().parents[2] / "terraform" / "modules" / "node_pool" / "main.tf").read_text()
+    block = main.split('resource "openstack_blockstorage_volume_v3" "data"', 1)[1].split("\nresource ", 1)[0]
+    assert "prevent_destroy = true" in block
+    assert provision.GUARDED[("openstack_blockstorage_volume_v3", "data")] == provision.VOLUME
+    assert 'resource "openstack_compute_instance_v2" "this"' in main
 
 
 def test_destroy_without_a_terminal_needs_yes(sample_inventory: Path, fake_site: Path,

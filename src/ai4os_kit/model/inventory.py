@@ -29,6 +29,7 @@ from ai4os_kit.model.catalog import (
     resolve,
     suggest,
 )
+from ai4os_kit.model.node_contract import node_name
 from ai4os_kit.paths import (
     GENERATED,
     PLATFORM_FILE,
@@ -36,7 +37,14 @@ from ai4os_kit.paths import (
     SECRETS_FILE,
     SITES_FILE,
 )
-from ai4os_kit.yamlio import KeyPath, SourceMap, format_path, line_of, load_yaml, read_error
+from ai4os_kit.yamlio import (
+    KeyPath,
+    SourceMap,
+    format_path,
+    line_of,
+    load_yaml,
+    read_error,
+)
 
 CLIENT_ROLES = ("services", "cpu", "gpu", "tryme", "batch")
 VALID_SERVER_COUNTS = (1, 3, 5)
@@ -424,6 +432,7 @@ def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Co
     seen_domains: dict[str, int] = {}
     networks: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
     for i, site in enumerate(sites):
+    seen_nodes: dict[str, tuple[int, int]] = {}
         name = site["name"]
         if name in seen_names:
             col.add(("ai4os_sites", i, "name"), f"site name '{name}' is used by ai4os_sites[{seen_names[name]}] too",
@@ -440,10 +449,19 @@ def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Co
         _check_site_source(i, site, col)
         _check_pools(i, site, namespaces, col)
         for j, pool in enumerate(site["pools"]):
-            longest = f"{name}-{pool['role']}-{max(pool['count'], 1)}"
+            longest = node_name(name, pool_name(pool), max(pool["count"], 1))
             if len(longest) > 63:
                 col.add(("ai4os_sites", i, "pools", j), f"host name '{longest}' is longer than 63 characters",
-                        "shorten the site name")
+                        "shorten the site or pool name")
+            for index in range(1, pool["count"] + 1):
+                node = node_name(name, pool_name(pool), index)
+                if node in seen_nodes and seen_nodes[node][0] != i:
+                    k, m = seen_nodes[node]
+                    col.add(("ai4os_sites", i, "pools", j),
+                            f"node name '{node}' is also a node of ai4os_sites[{k}].pools[{m}] (names are <site>-<pool>-<n>)",
+                            "rename this pool (name: ...) or one of the two sites so that the names differ")
+                    break
+                seen_nodes.setdefault(node, (i, j))
         cidr = (site.get("network") or {}).get("cidr")
         if cidr:
             try:

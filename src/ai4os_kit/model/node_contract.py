@@ -21,6 +21,12 @@ META_POOL = "ai4os_pool"
 META_ROLE = "ai4os_role"
 META_GROUPS = "ai4os_groups"
 META_NODE_META = "ai4os_node_meta"
+def node_name(site: str, pool: str, index: int) -> str:
+    """<site>-<pool>-<n>: numbered within its pool, so growing or shrinking one pool never renames
+    (and so never replaces) a node of another pool. A pool is named after its role by default."""
+    return f"{site}-{pool}-{index}"
+
+
 # Keys a server of the platform must carry for discovery to place it.
 REQUIRED_METADATA = (META_SITE, META_POOL, META_ROLE, META_GROUPS)
 

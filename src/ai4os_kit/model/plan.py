@@ -14,6 +14,7 @@ import yaml
 
 from ai4os_kit.model.catalog import NODE_ROLES, Component
 from ai4os_kit.model.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
+from ai4os_kit.model.node_contract import node_name
 from ai4os_kit.model.placement import PLATFORM_NAMESPACE
 from ai4os_kit.paths import CATALOG_FILE
 
@@ -53,10 +54,6 @@ def _devices(role: str, flavor: dict[str, Any]) -> list[dict[str, Any]]:
              "models": plugin_models(accel.get("model"))}]
 
 
-def node_name(site: str, role: str, index: int) -> str:
-    return f"{site}-{role}-{index}"
-
-
 def _flavor(pool: dict[str, Any]) -> dict[str, Any]:
     flavor = dict(pool.get("flavor") or {})
     if "accelerator" in flavor:
@@ -88,7 +85,6 @@ def _node_groups(site: str, role: str, enabled: list[Component]) -> list[str]:
 def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: list[Component]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     region = platform["ai4os_nomad_region"]
     all_namespaces = [vo["namespace"] for vo in platform["ai4os_vos"]]
-    counters: dict[str, int] = {}
     nodes: list[dict[str, Any]] = []
     pools: list[dict[str, Any]] = []
     bastion_set = False
@@ -96,9 +92,8 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
         role = pool["role"]
         namespaces = list(pool.get("namespaces") or all_namespaces)
         pool_nodes: list[str] = []
-        for _ in range(pool["count"]):
-            counters[role] = counters.get(role, 0) + 1
-            name = node_name(site["name"], role, counters[role])
+        for index in range(1, pool["count"] + 1):
+            name = node_name(site["name"], pool_name(pool), index)
             is_server = role == "server"
             volume_gb = int(pool.get("volume_gb") or 0)
             bastion = role == "ingress" and not bastion_set

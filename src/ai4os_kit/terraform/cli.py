@@ -9,7 +9,8 @@ from ai4os_kit.terraform import provision
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    return provision.provision(Path(args.inventory), plan_only=args.plan_only)
+    return provision.provision(Path(args.inventory), plan_only=args.plan_only,
+                               allow_destroy=args.allow_destroy or (), allow_destroy_all=args.allow_destroy_all)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -25,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
     p.add_argument("--plan-only", action="store_true",
                    help="show what would change (terraform plan) and change nothing")
+    p.add_argument("--allow-destroy", nargs="+", metavar="NODE", default=[],
+                   help="let the plan destroy or replace the servers/data volumes of these nodes (without it, a plan "
+                        "that would is refused and nothing changes)")
+    p.add_argument("--allow-destroy-all", action="store_true",
+                   help="let the plan destroy or replace any server or data volume")
     p.set_defaults(func=cmd_provision)
 
     p = subparsers.add_parser(

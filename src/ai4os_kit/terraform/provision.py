@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ai4os_kit.cloud import flavors
 from ai4os_kit.cloud.flavors import FlavorIds
@@ -194,6 +194,7 @@ class Steps:
     credentials: Credentials = cloud_credentials
     flavors: ResolveFlavors = resolve_flavors
     preflight: Preflight = cloud_preflight
+    guarded: Mapping[tuple[str, str], str] = field(default_factory=lambda: dict(GUARDED))
 
 
 def _start(inventory: Path, echo: Echo, steps: Steps, check_cloud: bool = True) -> tuple[dict[str, Any], Terraform]:
@@ -215,13 +216,124 @@ def _summary(result: PlanResult) -> str:
     return f"{result.add} to add, {result.change} to change, {result.remove} to destroy"
 
 
-def provision(inventory: Path, plan_only: bool = False, echo: Echo = print, steps: Steps | None = None) -> int:
+# Resources whose loss loses a node or its data, by (resource type, name in modules/node_pool).
+# A plan that deletes or replaces a server is applied only when the operator names the node
+# (--allow-destroy NAME) or allows all; data volumes carry prevent_destroy and are never destroyed
+# by the kit: a volume whose node goes is forgotten by Terraform and kept in the project.
+GUARDED: dict[tuple[str, str], str] = {
+    ("openstack_compute_instance_v2", "this"): "server",
+    ("openstack_blockstorage_volume_v3", "data"): "data volume",
+}
+VOLUME = "data volume"
+
+
+@dataclass(frozen=True)
+class Doomed:
+    """A guarded resource the plan would delete or replace (or, for a volume, that leaves the plan)."""
+
+    kind: str      # server | data volume
+    name: str      # the node name (the for_each key), or the address
+    action: str    # delete | replace
+    address: str
+
+    def __str__(self) -> str:
+        if self.kind == VOLUME and self.action == "delete":
+            return f"data volume of {self.name} would leave Terraform's care (kept in the project): {self.address}"
+        verb = "destroyed" if self.action == "delete" else "replaced (destroyed and created anew)"
+        return f"{self.kind} of {self.name} would be {verb}: {self.address}"
+
+
+def doomed(result: PlanResult, guarded: Mapping[tuple[str, str], str] = GUARDED) -> list[Doomed]:
+    """The guarded resources a plan deletes or replaces."""
+    return [Doomed(guarded[(c.resource_type, c.resource_name)],
+                   str(c.resource_key) if c.resource_key is not None else c.address, c.action, c.address)
+            for c in result.changes
+            if (c.resource_type, c.resource_name) in guarded and c.action in ("delete", "replace")]
+
+
+def state_guarded(state: list[str], guarded: Mapping[tuple[str, str], str] = GUARDED) -> list[Doomed]:
+    """The guarded resources in Terraform's state (``...<type>.<name>["<node>"]`` addresses)."""
+    out = []
+    for address in state:
+        for (rtype, rname), kind in guarded.items():
+            if f'{rtype}.{rname}["' in address and address.endswith('"]'):
+                out.append(Doomed(kind, address.rsplit('["', 1)[1][:-2], "delete", address))
+    return out
+
+
+def state_volumes(state: list[str], guarded: Mapping[tuple[str, str], str] = GUARDED) -> list[Doomed]:
+    """The data volumes in Terraform's state."""
+    return [d for d in state_guarded(state, guarded) if d.kind == VOLUME]
+
+
+def leaving_volumes(plan: Mapping[str, Any], state: list[str],
+                    guarded: Mapping[tuple[str, str], str] = GUARDED) -> list[Doomed]:
+    """Data volumes in the state whose node no longer has one in the plan.
+
+    prevent_destroy would make `terraform plan` fail on them; the kit asks the operator first and
+    then removes them from the state (the volume stays in the project, detached).
+    """
+    wanted = {n["name"] for n in plan["nodes"] if n.get("volume")}
+    return [v for v in state_volumes(state, guarded) if v.name not in wanted]
+
+
+def refuse_unallowed(found: list[Doomed], allow: Sequence[str], allow_all: bool, echo: Echo) -> None:
+    """InputError (nothing applied) when the plan loses a server or volume the operator did not name."""
+    if not found:
+        return
+    refused = [] if allow_all else [d for d in found if d.name not in allow]
+    for d in found:
+        echo(f"  {'REFUSED' if d in refused else 'allowed'}: {d}")
+    if refused:
+        names = " ".join(sorted({d.name for d in refused}))
+        raise InputError("command line", "--allow-destroy",
+                         f"the plan would remove the server or data volume of {names} (listed above); "
+                         "nothing was changed",
+                         f"if they are meant to go (a pool shrank or was removed), re-run with --allow-destroy {names} "
+                         "(or --allow-destroy-all); otherwise restore their pools in sites.yml. Data volumes are "
+                         "kept in the project either way (docs/terraform.md, 'Removing nodes')")
+
+
+def keep_volumes(tf: Terraform, volumes: list[Doomed], echo: Echo) -> None:
+    """Forget data volumes in Terraform's state; they stay in the cloud with their data."""
+    if not volumes:
+        return
+    tf.state_rm([v.address for v in volumes])
+    for v in volumes:
+        echo(f"kept the data volume {v.name}-data in the project (detached, data intact); delete it when it is "
+             f"no longer needed: openstack volume delete {v.name}-data")
+
+
+def provision(inventory: Path, plan_only: bool = False, echo: Echo = print, steps: Steps | None = None,
+              allow_destroy: Sequence[str] = (), allow_destroy_all: bool = False) -> int:
+    """Render, plan and apply; refuse to lose a server or data volume the operator did not name."""
     steps = steps or Steps()
     plan, tf = _start(inventory, echo, steps)
+    state = tf.state_list()
+    unknown = sorted(set(allow_destroy) - {d.name for d in state_guarded(state, steps.guarded)})
+    if unknown:
+        raise InputError("command line", "--allow-destroy", f"{', '.join(unknown)}: no server or data volume of that "
+                         "name exists", "name nodes listed by `ai4os-kit provision --plan-only` (node names, e.g. "
+                         "ifca-cpu-2)")
+    volumes = leaving_volumes(plan, state, steps.guarded)
+    if volumes and plan_only:
+        for d in volumes:
+            echo(f"  would go: {d}")
+        echo("plan only: the data volumes above are protected (prevent_destroy), so Terraform cannot plan until "
+             "they leave its state; `ai4os-kit provision --allow-destroy NAME...` keeps them in the project and "
+             "then plans and applies; nothing was changed")
+        return 0
+    if volumes:  # asked before anything changes; the servers of the same nodes are checked after the plan
+        refuse_unallowed(volumes, allow_destroy, allow_destroy_all, echo)
+        keep_volumes(tf, volumes, echo)
     result = tf.plan()
+    found = doomed(result, steps.guarded)
     if plan_only:
+        for d in found:
+            echo(f"  would go: {d}")
         echo(f"plan only: {_summary(result)}; nothing was changed")
         return 0
+    refuse_unallowed(found, allow_destroy, allow_destroy_all, echo)
     if result.has_changes:
         tf.apply()
     else:
@@ -243,14 +355,23 @@ def destroy(inventory: Path, yes: bool = False, echo: Echo = print, steps: Steps
             ask: Callable[[str], str] = input) -> int:
     steps = steps or Steps()
     plan, tf = _start(inventory, echo, steps, check_cloud=False)  # destroying needs no quota
-    result = tf.plan(destroy=True)
+    state = tf.state_list()
+    volumes = state_volumes(state, steps.guarded)  # every data volume stays
+    kept = {v.address for v in volumes}
+    # prevent_destroy protects the data volumes: everything else is targeted, the volumes are kept.
+    result = tf.plan(destroy=True, targets=[a for a in state if a not in kept and not a.startswith("data.")]
+                     if kept else None)
     if not result.has_changes:
         echo("nothing to destroy")
+        keep_volumes(tf, volumes, echo)
         return 0
+    for v in volumes:
+        echo(f"  kept: data volume of {v.name} ({v.address})")
     if not yes and not _confirm(inventory, result, ask):
         echo("not confirmed: nothing was destroyed")
         return 1
     tf.apply()
+    keep_volumes(tf, volumes, echo)
     target = ansible_inventory.write(Path(inventory), ansible_inventory.render(plan))
     echo(f"destroyed; {target} no longer has addresses")
     return 0

@@ -30,10 +30,13 @@ Echo = Callable[[str], None]
 
 @dataclass
 class Change:
-    """One planned resource change."""
+    """One planned resource change (a ``planned_change`` message of ``terraform plan -json``)."""
 
     address: str
     action: str  # create | update | delete | replace | read | noop | move | forget
+    resource_type: str = ""
+    resource_name: str = ""
+    resource_key: str | int | None = None  # the for_each key: the node name in the kit's modules
 
 
 @dataclass
@@ -138,16 +141,20 @@ class Terraform:
         for _ in self._messages(["init", "-json", "-input=false", "-no-color"], "init"):
             pass
 
-    def plan(self, destroy: bool = False, out: str = PLAN_FILE) -> PlanResult:
-        self.echo("terraform plan" + (" -destroy" if destroy else ""))
+    def plan(self, destroy: bool = False, out: str = PLAN_FILE, targets: list[str] | None = None) -> PlanResult:
+        self.echo("terraform plan" + (" -destroy" if destroy else "") + (f" ({len(targets)} targets)" if targets else ""))
         args = ["plan", "-json", "-input=false", "-no-color", "-detailed-exitcode", f"-out={out}"]
         if destroy:
             args.append("-destroy")
+        args += [f"-target={target}" for target in targets or []]
         result = PlanResult()
         for msg in self._messages(args, "plan"):
             if msg.get("type") == "planned_change":
                 change = msg.get("change", {})
-                result.changes.append(Change(change.get("resource", {}).get("addr", ""), change.get("action", "")))
+                resource = change.get("resource", {})
+                result.changes.append(Change(resource.get("addr", ""), change.get("action", ""),
+                                             resource.get("resource_type", ""), resource.get("resource_name", ""),
+                                             resource.get("resource_key")))
             elif msg.get("type") == "change_summary":
                 summary = msg.get("changes", {})
                 result.add, result.change, result.remove = (int(summary.get(k, 0)) for k in ("add", "change", "remove"))
@@ -178,3 +185,23 @@ class Terraform:
         except json.JSONDecodeError as exc:
             raise KitError(f"terraform output -json printed no JSON: {exc}") from exc
         return {name: item.get("value") for name, item in outputs.items()}
+
+    def _run(self, args: list[str], what: str, empty_if: str | None = None) -> str:
+        proc = subprocess.run([self.binary, *args], cwd=self.workdir, env=self.env, text=True,
+                              capture_output=True, check=False)
+        if proc.returncode != 0:
+            if empty_if and empty_if in proc.stderr:
+                return ""
+            raise KitError(f"terraform {what} failed in {self.workdir}: {proc.stderr.strip()[-500:]}")
+        return proc.stdout
+
+    def state_list(self) -> list[str]:
+        """Addresses of the resources in the state ([] before the first apply, local or remote backend)."""
+        out = self._run(["state", "list", "-no-color"], "state list", empty_if="No state file was found")
+        return [line for line in out.splitlines() if line]
+
+    def state_rm(self, addresses: list[str]) -> None:
+        """Forget resources (they stay in the cloud, untouched)."""
+        if addresses:
+            self.echo("terraform state rm " + " ".join(addresses))
+            self._run(["state", "rm", "-no-color", *addresses], "state rm")

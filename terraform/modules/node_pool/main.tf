@@ -85,6 +85,13 @@ resource "openstack_blockstorage_volume_v3" "data" {
   volume_type       = var.volume_type
   availability_zone = var.availability_zone
   metadata          = local.metadata[each.key]
+
+  lifecycle {
+    # A node's data outlives its server: Terraform never destroys a data volume. `ai4os-kit
+    # provision --allow-destroy NODE` and `ai4os-kit destroy` remove it from the state and keep it
+    # in the project (docs/terraform.md, "Removing nodes").
+    prevent_destroy = true
+  }
 }
 
 resource "openstack_compute_volume_attach_v2" "data" {
