@@ -142,7 +142,8 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
 
 
 def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]], compare: bool,
-           result: RunResult, clock: Callable[[], float]) -> None:
+                  result: RunResult, clock: Callable[[], float]) -> None:
+    """Read the listing page by page: touch open allocations seen, parse the changed ones, commit in batches."""
     open_before = store.open_ids()
     seen_open: set[str] = set()
     batch: list[Usage] = []
@@ -168,7 +169,7 @@ def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]
         if compare:
             known = store.modify_indexes_of([a for a in ids if isinstance(a, str)])
             changed = [s for s, a in zip(stubs, ids)
-                       if not isinstance(index := _field(s, "ModifyIndex"), int) or index > known.get(a, -1)]
+                       if not isinstance(modify := _field(s, "ModifyIndex"), int) or modify > known.get(a, -1)]
         else:
             changed = stubs
         result.fetched += len(changed)
