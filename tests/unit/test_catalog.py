@@ -35,8 +35,14 @@ def test_transitive_requirement_reason() -> None:
 
 
 def test_conflict_is_an_error() -> None:
+    """The catalogue has no conflicting pair today; the rule is checked on a small catalogue of its own."""
+    catalog = parse_catalog({"components": {
+        "gc_a": {"description": "a", "layer": "host", "default": True, "requires": [], "conflicts": ["gc_b"], "groups": ["all"]},
+        "gc_b": {"description": "b", "layer": "host", "default": False, "requires": [], "conflicts": [], "groups": ["all"]},
+    }})
     with pytest.raises(InputError, match="conflict"):
-        resolve({"docker_prune": True}, load_catalog())
+        resolve({"gc_b": True}, catalog)
+    assert set(resolve({}, catalog).enabled) == {"gc_a"}
 
 
 def test_unknown_component_suggests() -> None:

@@ -278,7 +278,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = _env(f"platform-{plan['platform']['name']}", pw_file.resolve())
     material = ROOT / ".cache" / "testbed" / plan["platform"]["name"]
     all_vars: dict[str, Any] = {}
-    if not (inv.platform.get("ai4os_artifacts_url") or inv.platform.get("ai4os_artifacts_dir")):
+    if not inv.platform.get("ai4os_artifacts_url"):
         all_vars.update(_release_mirror(material))
     host_vars = _traefik_material(plan, secrets.read_secrets(inv.path, pw_file), material)
     _containers("create", plan, env)
@@ -296,7 +296,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nstopped: " + "; ".join(missing) + ".\n"
               "Everything that needs no Nomad/Consul binary is converged (users, directories, certificates, "
               "configuration, units); the agents were not started and no platform job was submitted.\n"
-              "fix: set ai4os_artifacts_url (or ai4os_artifacts_dir) to a mirror holding those releases, then re-run "
+              "fix: set ai4os_artifacts_url to a mirror holding those releases (https:// or file:// for a local directory), then re-run "
               f"`ai4os-kit up {args.inventory}`.", file=sys.stderr)
         return EXIT_INCOMPLETE
     print(f"the local platform is up ({len(plan['nodes'])} node(s)); remove it with `ai4os-kit down {args.inventory}`")
