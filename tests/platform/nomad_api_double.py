@@ -11,8 +11,11 @@ exercised for real by ansible's uri module:
   Datacenters, Type and a digest of the spec (what the plan below compares);
 - ``POST /v1/job/<id>/plan`` with ``Diff``: ``Added`` / ``Edited`` / ``None``;
 - ``POST /v1/jobs``: registers the job;
-- ``GET/POST /v1/acl/auth-method[/<name>]``, ``GET /v1/acl/binding-rules``,
-  ``POST /v1/acl/binding-rule`` (the oidc role's OIDC login for operators).
+- ``GET/POST /v1/acl/auth-method[/<name>]`` (answered with MaxTokenTTL as Go's Duration
+  String(), nomad api/acl.go ACLAuthMethod.MarshalJSON), ``GET /v1/acl/binding-rules``
+  (stubs: ID, Description, AuthMethod, indexes — api/acl.go ACLBindingRuleListStub),
+  ``POST /v1/acl/binding-rule``, ``GET/POST/DELETE /v1/acl/binding-rule/<id>`` (the oidc
+  role's OIDC login for operators).
 Every request must carry the expected ``X-Nomad-Token`` (403 otherwise).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +34,15 @@ import hcl2
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
 
 
+def _go_duration(value: str) -> str:
+    """Go's time.Duration String() of an h/m/s duration ("8h" -> "8h0m0s")."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", value))
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m}m{sec}s" if h else (f"{m}m{sec}s" if m else f"{sec}s")
+
+
 class NomadApiDouble:
     def __init__(self, token: str) -> None:
         self.token = token
@@ -37,6 +50,7 @@ class NomadApiDouble:
         self.variables: dict[tuple[str, str], dict[str, str]] = {}
         self.auth_methods: dict[str, dict[str, Any]] = {}
         self.binding_rules: list[dict[str, Any]] = []
+        self._rule_ids = 0
         self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -87,16 +101,28 @@ class NomadApiDouble:
                 return (200, self.auth_methods[name]) if name in self.auth_methods else (404, "ACL auth-method not found")
             if name is None and body["Name"] in self.auth_methods:
                 return 400, "auth method already exists"
-            self.auth_methods[body["Name"]] = body
-            return 200, body
+            self.auth_methods[body["Name"]] = dict(body, MaxTokenTTL=_go_duration(body["MaxTokenTTL"]))
+            return 200, self.auth_methods[body["Name"]]
         if path == "/v1/acl/binding-rules" and method == "GET":
-            wanted = query.get("auth_method", [None])[0]
-            return 200, [r for r in self.binding_rules if wanted in (None, r["AuthMethod"])]
+            return 200, [{k: r[k] for k in ("ID", "Description", "AuthMethod")} for r in self.binding_rules]
         if path == "/v1/acl/binding-rule" and method == "POST":
             if body["AuthMethod"] not in self.auth_methods:
                 return 400, "auth method does not exist"
-            self.binding_rules.append(dict(body, ID=f"rule-{len(self.binding_rules)}"))
+            self._rule_ids += 1
+            self.binding_rules.append(dict(body, ID=f"rule-{self._rule_ids}"))
             return 200, self.binding_rules[-1]
+        if path.startswith("/v1/acl/binding-rule/"):
+            rule_id = path.rsplit("/", 1)[1]
+            found = [i for i, r in enumerate(self.binding_rules) if r["ID"] == rule_id]
+            if not found:
+                return 404, "ACL binding rule not found"
+            if method == "GET":
+                return 200, self.binding_rules[found[0]]
+            if method == "DELETE":
+                del self.binding_rules[found[0]]
+                return 200, None
+            self.binding_rules[found[0]] = dict(body, ID=rule_id)
+            return 200, self.binding_rules[found[0]]
         return 404, f"the test double does not implement {method} {path}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -125,6 +151,9 @@ class NomadApiDouble:
 
             def do_PUT(self) -> None:  # noqa: N802
                 self._serve("PUT")
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._serve("DELETE")
 
             def log_message(self, *args: Any) -> None:
                 pass

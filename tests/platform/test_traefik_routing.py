@@ -83,7 +83,9 @@ def _pki(tmp: Path) -> dict[str, Path]:
     write("ca", ca, ca_key)
     for name, usage, sans in (("server", ExtendedKeyUsageOID.SERVER_AUTH,
                                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                              ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("traefik.client")])):
+                              ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("traefik.client")]),
+                              # Vault's certificate: the vault role's service_name, as the vault role issues it
+                              ("vault", ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName("vault.service.consul")])):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
                 .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -91,8 +93,8 @@ def _pki(tmp: Path) -> dict[str, Path]:
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False).sign(ca_key, hashes.SHA256()))
         write(name, cert, key)
-    return {n: tmp / f"{n}.pem" for n in ("ca", "server", "client")} | {
-        f"{n}-key": tmp / f"{n}-key.pem" for n in ("server", "client")}
+    return {n: tmp / f"{n}.pem" for n in ("ca", "server", "client", "vault")} | {
+        f"{n}-key": tmp / f"{n}-key.pem" for n in ("server", "client", "vault")}
 
 
 # --- the role's configuration, rendered by Ansible -----------------------------------
@@ -117,6 +119,7 @@ HARNESS = """---
         - {src: dashboard.yml, dest: "{{ traefik_dynamic_dir }}"}
         - {src: tls.yml, dest: "{{ traefik_dynamic_dir }}"}
         - {src: routes.yml, dest: "{{ traefik_dynamic_dir }}"}
+        - {src: transports.yml, dest: "{{ traefik_dynamic_dir }}"}
 """
 
 
@@ -130,6 +133,7 @@ class Ingress:
     config: dict[str, Any]
     log: Path
     home_domain: str
+    pki: dict[str, Path]
     meta_vo: list[tuple[str, str]]          # (meta.domain, VO domain) pairs of this site's deployments
 
     @property
@@ -162,7 +166,10 @@ class Ingress:
         deadline = time.monotonic() + seconds
         last: tuple[int, str] = (0, "")
         while time.monotonic() < deadline:
-            last = self.get(host)
+            try:
+                last = self.get(host)
+            except OSError as exc:              # Traefik still starting
+                last = (0, str(exc))
             if last[0] == 200 and last[1].startswith(body_start):
                 return
             time.sleep(0.3)
@@ -176,7 +183,7 @@ class Backends:
     def __init__(self) -> None:
         self.servers: list[http.server.ThreadingHTTPServer] = []
 
-    def start(self, name: str) -> int:
+    def start(self, name: str, tls: tuple[Path, Path] | None = None) -> int:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 body = f"{name} saw {self.headers['Host']}".encode()
@@ -189,6 +196,10 @@ class Backends:
                 pass
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.servers.append(server)
         return int(server.server_address[1])
@@ -253,7 +264,7 @@ def ingress(rendered: Rendered, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         yield Ingress(consul=consul, https_port=conf["ports"]["traefik_https_port"],
                       api_port=conf["ports"]["traefik_dashboard_port"], config=conf["static"], log=log,
-                      home_domain=_home_domain(rendered), meta_vo=meta_vo)
+                      home_domain=_home_domain(rendered), pki=pki, meta_vo=meta_vo)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -360,44 +371,55 @@ def test_papi_deployments_route_as_papi_writes_them(ingress: Ingress, backends: 
         assert any(r["service"] == name and r["status"] == "enabled" for r in papi_routers)
 
 
+@dataclass
+class Route:
+    host: str
+    path: str
+    backend: str
+
+
 @pytest.fixture(scope="module")
-def platform(ingress: Ingress, backends: Backends, rendered: Rendered) -> dict[str, str]:
-    """The rendered platform jobs' services, registered with their tags: host -> backend name."""
-    registered: dict[str, str] = {}
+def platform(ingress: Ingress, backends: Backends, rendered: Rendered) -> dict[str, Route]:
+    """The rendered platform jobs' services, registered with their tags: router name -> route."""
+    routes: dict[str, Route] = {}
     for job in rendered.jobs():
         for name, tags in hcl_services(job):
             if "traefik.enable=true" not in tags:
                 continue
             assert f"ai4os.platform={PLATFORM_TAG}" in tags, (job.name, name)
-            port = backends.start(f"platform-{name}")
+            https = any(t.endswith(".loadbalancer.server.scheme=https") for t in tags)    # Vault: TLS to the task
+            port = backends.start(f"platform-{name}", (ingress.pki["vault"], ingress.pki["vault-key"]) if https else None)
             ingress.consul.register(Instance(name=name, tags=tags, address="127.0.0.1", port=port))
             for tag in tags:
                 if ".rule=Host(`" in tag:
-                    registered[tag.split("Host(`", 1)[1].split("`", 1)[0]] = f"platform-{name}"
-    assert {"papi", "dashboard", "oauth2-proxy", "grafana"} <= {v.removeprefix("platform-") for v in registered.values()}
-    papi_host = next(h for h, n in registered.items() if n == "platform-papi")
-    ingress.wait_for(papi_host, "platform-papi")
-    return registered
+                    router = tag.split("routers.", 1)[1].split(".rule=", 1)[0]
+                    path = tag.split("PathPrefix(`", 1)[1].split("`")[0] if "PathPrefix(`" in tag else "/"
+                    routes[router] = Route(tag.split("Host(`", 1)[1].split("`", 1)[0], path, f"platform-{name}")
+    assert {"ai4os-papi", "ai4os-dashboard", "ai4os-oauth2-proxy", "ai4os-grafana", "ai4os-vault"} <= set(routes)
+    ingress.wait_for(routes["ai4os-papi"].host, "platform-papi")
+    return routes
 
 
-def test_platform_services_route_through_the_catalog(ingress: Ingress, platform: dict[str, str]) -> None:
+def test_platform_services_route_through_the_catalog(ingress: Ingress, platform: dict[str, Route]) -> None:
     routers = ingress.routers()
     services = {s["name"]: s for s in ingress.api("http/services?per_page=1000")}
-    for host, name in platform.items():
-        router = next(r for r in routers.values() if f"`{host}`" in r.get("rule", ""))
-        assert router["name"].startswith("ai4os-") and router["status"] == "enabled", router
+    for name, route in platform.items():
+        router = routers[f"{name}@consulcatalog"]
+        assert router["status"] == "enabled", router
         if router.get("middlewares"):      # behind forward-auth: answered by the auth middleware, not the backend
             continue
         servers = services[f"{router['service']}@consulcatalog"]["loadBalancer"]["servers"]
         if servers[0]["url"].startswith("h2c://"):      # gRPC (Flower): the backend speaks HTTP/2 only
             continue
-        assert ingress.get(host) == (200, f"{name} saw {host}"), host
+        # Vault: Traefik verifies vault.service.consul on the backend's certificate with the platform CA.
+        assert ingress.get(route.host, route.path) == (200, f"{route.backend} saw {route.host}"), name
+    assert services["ai4os-vault@consulcatalog"]["loadBalancer"]["serversTransport"] == "ai4os-vault@file"
 
 
 HOSTILE = "hostile"
 
 
-def test_user_jobs_cannot_claim_platform_routes(ingress: Ingress, backends: Backends, platform: dict[str, str]) -> None:
+def test_user_jobs_cannot_claim_platform_routes(ingress: Ingress, backends: Backends, platform: dict[str, Route]) -> None:
     home = ingress.home_domain
     papi_router = next(r for n, r in ingress.routers().items() if n.startswith("ai4os-papi@"))
     papi_host = papi_router["rule"].split("`")[1]

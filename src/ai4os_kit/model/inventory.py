@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jsonschema
 
 from ai4os_kit.errors import InputError, InputErrors
-from ai4os_kit.model import component_rules, egi_sites, placement, secrets
+from ai4os_kit.model import component_rules, egi_sites, oidc_claims, placement, secrets
 from ai4os_kit.model.catalog import (
     Component,
     Resolution,
@@ -289,6 +289,7 @@ def _check_platform(platform: dict[str, Any], col: _Collector) -> None:
     if oidc["provider"] == "egi_checkin" and "keycloak" in oidc:
         col.add(("ai4os_oidc", "keycloak"), "a Keycloak mapping is given but provider is egi_checkin",
                 "remove ai4os_oidc.keycloak, or set provider: keycloak")
+    oidc_claims.check_operators_group(oidc, vos, col)
 
 
 # Flavor fields that are requirements (the kit picks the smallest flavor meeting them).
