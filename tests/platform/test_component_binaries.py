@@ -81,10 +81,17 @@ def test_rclone_mounts_the_rendered_webdav_remote(rendered: Rendered, webdav_por
     home = served / "remote.php" / "dav" / "files" / "alice"      # the layout of a Nextcloud's user files
     home.mkdir(parents=True)
     (home / "dataset.csv").write_text("a,b\n1,2\n")
-    sidecar = hcl2.loads(rendered.file("storage", "storage-sidecar.hcl").read_text())
+    text = rendered.file("storage", "storage-sidecar.hcl").read_text()
+    sidecar = hcl2.loads(text)
     task_env = nomad_job.hcl_blocks(sidecar, "task")[0][1]
     env_block = nomad_job.hcl_blocks(task_env, "env")[0][1]
     url = str(nomad_job.hcl_attr(env_block, "RCLONE_CONFIG_RSHARE_URL")).replace("${RCLONE_USER}", "alice")
+    # The password never in the job: only the job's own Nomad variable, read by a template into the task's env.
+    assert not any("PASS" in str(key) for key in env_block) and "RCLONE_PASSWORD" not in text
+    template = nomad_job.hcl_blocks(task_env, "template")[0][1]
+    assert nomad_job.hcl_attr(template, "env") is True and str(nomad_job.hcl_attr(template, "destination")).startswith("secrets/")
+    assert '{{ with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}RCLONE_CONFIG_RSHARE_PASS={{ .rclone_password }}' \
+        in str(nomad_job.hcl_attr(template, "data"))
     assert url == f"https://127.0.0.1:{webdav_port}/remote.php/dav/files/alice"
     cert, key = _self_signed(tmp_path)
     server = subprocess.Popen([rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{webdav_port}",
