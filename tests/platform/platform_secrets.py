@@ -14,6 +14,9 @@ SUBMIT_SECRETS = {
     "ai4os_secret_papi_jenkins_token": "test-jenkins-token-0001",
     "ai4os_secret_papi_provenance_token": "test-provenance-token-0001",
     "ai4os_secret_papi_litellm_api_key": "test-litellm-api-key-0001",
+    # Prometheus' read tokens (monitoring, P2's role) when it submits.
+    "ai4os_secret_consul_token_prometheus": "2c9a7f3e-prometheus-consul-token-0001",
+    "ai4os_secret_nomad_token_prometheus": "4b1e8d6a-prometheus-nomad-token-0001",
     "ai4os_secret_ca_cert": _CA_CERT,
     "ai4os_secret_ca_key": _CA_KEY,
 }

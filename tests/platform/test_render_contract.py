@@ -112,7 +112,7 @@ def _broken(rendered: Rendered, job: str, old: str, new: str, tmp_path: Path) ->
 @pytest.mark.parametrize(("job", "old", "new", "expected"), [
     ("papi", 'region      = "ai4os"', 'region      = "global"', "region: 'global' differs from the platform region 'ai4os'"),
     ("papi", 'region      = "ai4os"\n', "", "region: not set (Nomad would use 'global')"),
-    ("papi", 'datacenters = ["ifca"]', 'datacenters = ["ifca", "mars"]', "'mars' is not a site of the plan"),
+    ("papi", 'datacenters = ["ifca"]', 'datacenters = ["ifca", "mars"]', "'mars' matches no site of the plan"),
     ("dashboard", 'namespace   = "platform"', 'namespace   = "research"', "namespace: 'research' does not exist"),
     ("papi", 'value     = "services"', 'value     = "gpu-xl"', "constraint ${node.class} = 'gpu-xl' matches no Nomad client"),
     ("vault", "Host(`vault.ifca.ai4os.example.org`)", "Host(`vault.example.com`)",

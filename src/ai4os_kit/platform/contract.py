@@ -24,7 +24,8 @@ cluster contract guarantees (``attr.kernel.name``, ``attr.driver.*``).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,10 +34,12 @@ from ai4os_kit.platform.constraints import (
     CONTRACT_DRIVERS,
     KNOWN_OPERATORS,
     node_attributes,
+    offers,
     satisfies,
 )
 from ai4os_kit.platform.nomad_job import Job, parse_job
 from ai4os_kit.platform.traefik_rules import (
+    HOST_LABEL,
     Routers,
     collect_routers,
     parse_rule,
@@ -71,33 +74,50 @@ class Contract:
     site_domains: dict[str, str]                  # datacenter -> domain
     nodes: list[dict[str, str]]                   # attributes of every Nomad client
     entrypoints: tuple[str, ...] = DEFAULT_ENTRYPOINTS
+    devices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # node name -> devices
+    vo_domains: dict[str, str] = field(default_factory=dict)                  # VO namespace -> VO domain
+    rule_syntax: str = "v3"                       # Traefik's core.defaultRuleSyntax
+    middlewares: frozenset[str] = frozenset()     # @consulcatalog middlewares defined outside the checked jobs
+    any_region: bool = False                      # PAPI's templates: "global" is mapped to the agent's region
 
     @classmethod
     def from_plan(cls, plan: dict[str, Any], assume_admitted: bool | None = None,
-                  entrypoints: Iterable[str] = DEFAULT_ENTRYPOINTS) -> "Contract":
+                  entrypoints: Iterable[str] = DEFAULT_ENTRYPOINTS, rule_syntax: str = "v3",
+                  middlewares: Iterable[str] = ()) -> "Contract":
         region = plan["platform"]["region"]
         if assume_admitted is None:
-            assume_admitted = bool(plan.get("components", {}).get("node_admission", {}).get("enabled", True))
+            # Nodes start at the status the plan writes; only node admission makes them ready.
+            assume_admitted = bool(plan.get("components", {}).get("node_admission", {}).get("enabled", False))
+        clients = [n for n in plan["nodes"] if n["nomad"]["client"]]
         return cls(
             region=region,
             namespaces={"default", plan["platform"]["namespace"]} | {vo["namespace"] for vo in plan["platform"]["vos"]},
             site_domains={s["datacenter"]: s["domain"] for s in plan["sites"]},
-            nodes=[node_attributes(n, region, assume_admitted) for n in plan["nodes"] if n["nomad"]["client"]],
+            nodes=[node_attributes(n, region, assume_admitted) for n in clients],
             entrypoints=tuple(entrypoints),
+            devices={n["name"]: list(n["nomad"].get("devices") or []) for n in clients},
+            vo_domains={vo["namespace"]: vo["domain"] for vo in plan["platform"]["vos"]},
+            rule_syntax=rule_syntax,
+            middlewares=frozenset(m.partition("@")[0] for m in middlewares),
         )
+
+    def in_datacenters(self, job: Job) -> list[dict[str, str]]:
+        """The clients a job can land on: its datacenters are globs, none means "*" (Nomad >= 1.6)."""
+        patterns = job.datacenters or ["*"]
+        return [n for n in self.nodes if any(fnmatch.fnmatchcase(n["node.datacenter"], p) for p in patterns)]
 
 
 def _check_header(job: Job, c: Contract) -> list[Violation]:
     out = []
-    if job.region is None:
+    if c.any_region and job.region in (None, "global", c.region):
+        pass
+    elif job.region is None:
         out.append(Violation(job.name, "region", f"not set (Nomad would use 'global'); set region = \"{c.region}\""))
     elif job.region != c.region:
         out.append(Violation(job.name, "region", f"'{job.region}' differs from the platform region '{c.region}'"))
-    if not job.datacenters:
-        out.append(Violation(job.name, "datacenters", "empty: the job can land nowhere"))
     for dc in job.datacenters:
-        if dc not in c.site_domains and "*" not in dc:
-            out.append(Violation(job.name, "datacenters", f"'{dc}' is not a site of the plan ({', '.join(sorted(c.site_domains))})"))
+        if not any(fnmatch.fnmatchcase(site, dc) for site in c.site_domains):
+            out.append(Violation(job.name, "datacenters", f"'{dc}' matches no site of the plan ({', '.join(sorted(c.site_domains))})"))
     if job.namespace not in c.namespaces:
         out.append(Violation(job.name, "namespace", f"'{job.namespace}' does not exist (namespaces: {', '.join(sorted(c.namespaces))})"))
     if job.type not in ("service", "batch", "system", "sysbatch"):
@@ -107,7 +127,8 @@ def _check_header(job: Job, c: Contract) -> list[Violation]:
 
 def _check_placement(job: Job, c: Contract) -> list[Violation]:
     out = []
-    in_dcs = [n for n in c.nodes if n["node.datacenter"] in job.datacenters]
+    in_dcs = c.in_datacenters(job)
+    where_dcs = ", ".join(job.datacenters) or "* (none given)"
     for group in job.groups:
         for task, driver in group.drivers:
             if driver not in CONTRACT_DRIVERS:
@@ -119,17 +140,51 @@ def _check_placement(job: Job, c: Contract) -> list[Violation]:
             elif not any(satisfies(n, con) for n in in_dcs):
                 out.append(Violation(job.name, con.where,
                                      f"constraint {con.attribute} {con.operator} {con.value!r} matches no Nomad client "
-                                     f"in datacenters {', '.join(job.datacenters) or '(none)'}"))
-        if in_dcs and not any(all(satisfies(n, con) for con in group.constraints) for n in in_dcs):
+                                     f"in datacenters {where_dcs}"))
+        for dev in group.devices:
+            if not any(offers(c.devices.get(n["node.unique.name"], []), dev) for n in in_dcs):
+                wanted = "; ".join(f"{k.attribute} {k.operator} {k.value!r}" for k in dev.constraints)
+                out.append(Violation(job.name, f"group {group.name} task {dev.task}",
+                                     f"device {dev.name} x{dev.count}{' (' + wanted + ')' if wanted else ''} is offered "
+                                     f"by no Nomad client in datacenters {where_dcs}"))
+        if in_dcs and not any(all(satisfies(n, con) for con in group.constraints)
+                              and all(offers(c.devices.get(n["node.unique.name"], []), d) for d in group.devices)
+                              for n in in_dcs):
             out.append(Violation(job.name, f"group {group.name}", "no single node satisfies all its constraints together"))
-    if not in_dcs and job.datacenters:
-        out.append(Violation(job.name, "datacenters", "no Nomad client in these datacenters"))
+    if not in_dcs:
+        out.append(Violation(job.name, "datacenters", f"no Nomad client in datacenters {where_dcs}"))
     return out
+
+
+def _host_problems(job: Job, c: Contract, host: str, domains: set[str]) -> list[str]:
+    """Why a router host is wrong: a platform host must lie under every site domain the job can land
+    in; a user deployment's host (PAPI's form, with ${meta.domain}) under <meta.domain>-<VO domain>
+    for every node it can land on."""
+    if "${meta.domain}" not in host:
+        problems = [] if valid_host(host) else [f"host '{host}' is not a valid DNS name"]
+        return problems + [f"host '{host}' is not under the site domain '{d}'" for d in sorted(domains)
+                           if not under(host, d)]
+    vo_domain = c.vo_domains.get(job.namespace)
+    if vo_domain is None:
+        return [f"host '{host}' uses ${{meta.domain}} (a user deployment's name) outside a VO namespace"]
+    problems = []
+    for meta_domain in sorted({n.get("meta.domain", "") for n in c.in_datacenters(job)}):
+        concrete = host.replace("${meta.domain}", meta_domain)
+        if not HOST_LABEL.match(meta_domain):
+            # PAPI joins it with "-" to the VO domain: one label makes <site>-<VO domain> a sibling of
+            # the VO domain, in its DNS zone; anything else scatters deployments over foreign names.
+            problems.append(f"node meta.domain {meta_domain!r} is not one DNS label: host '{concrete}' "
+                            f"is not a sibling of the VO domain '{vo_domain}'")
+        elif not valid_host(concrete):
+            problems.append(f"host '{concrete}' (meta.domain {meta_domain!r}) is not a valid DNS name")
+        elif not under(concrete, f"{meta_domain}-{vo_domain}"):
+            problems.append(f"host '{concrete}' is not under '{meta_domain}-{vo_domain}'")
+    return problems
 
 
 def _check_routers(job: Job, c: Contract, acc: Routers) -> list[Violation]:
     out = []
-    domains = {c.site_domains[dc] for dc in job.datacenters if dc in c.site_domains}
+    domains = {c.site_domains[n["node.datacenter"]] for n in c.in_datacenters(job)}
     for name, router in acc.routers.items():
         if name.startswith("service:"):
             scheme = router["scheme"]
@@ -141,20 +196,17 @@ def _check_routers(job: Job, c: Contract, acc: Routers) -> list[Violation]:
         if not rule:
             out.append(Violation(job.name, where, "has no rule"))
         else:
+            syntax = router.get("ruleSyntax", c.rule_syntax)
             try:
-                matchers = parse_rule(rule)
+                matchers = parse_rule(rule, syntax if syntax in ("v2", "v3") else "v3")
             except ValueError as exc:
                 out.append(Violation(job.name, where, f"rule {rule!r} is invalid: {exc}"))
                 matchers = []
-            hosts = [a[0] for m, a in matchers if m == "Host"]
+            hosts = [h for m, args in matchers if m in ("Host", "HostSNI") for h in args]
             if matchers and not hosts:
                 out.append(Violation(job.name, where, "rule names no Host(): it would capture every site's traffic"))
             for host in hosts:
-                if not valid_host(host):
-                    out.append(Violation(job.name, where, f"host '{host}' is not a valid DNS name"))
-                for domain in sorted(domains):
-                    if not under(host, domain):
-                        out.append(Violation(job.name, where, f"host '{host}' is not under the site domain '{domain}'"))
+                out += [Violation(job.name, where, p) for p in _host_problems(job, c, host, domains)]
         for ep in filter(None, router.get("entrypoints", "").split(",")):
             if ep not in c.entrypoints:
                 out.append(Violation(job.name, where, f"entry point '{ep}' is not one of {', '.join(c.entrypoints)}"))
@@ -194,22 +246,39 @@ def check_jobs(jobs: list[Job], contract: Contract) -> list[Violation]:
                 used.append((job.name, name, mw))
     for job_name, router, mw in used:
         base, _, provider = mw.partition("@")
-        if provider in ("", "consulcatalog") and base not in defined:
+        if provider in ("", "consulcatalog") and base not in defined | contract.middlewares:
             out.append(Violation(job_name, f"traefik router {router}", f"middleware '{mw}' is defined by no checked job"))
     return out
 
 
-def check_files(paths: Iterable[Path], plan: dict[str, Any], **kwargs: Any) -> list[Violation]:
-    """Parse and check job files (``*.nomad.hcl``) against the plan."""
-    contract = Contract.from_plan(plan, **kwargs)
+def check_texts(texts: Iterable[tuple[str, str]], contract: Contract) -> list[Violation]:
+    """Parse and check job specs given as (source, HCL text)."""
     jobs: list[Job] = []
     out: list[Violation] = []
-    for path in paths:
+    for source, text in texts:
         try:
-            jobs.append(parse_job(Path(path).read_text(encoding="utf-8"), str(path)))
+            jobs.append(parse_job(text, source))
         except KitError as exc:
-            out.append(Violation(Path(path).name, "file", str(exc)))
+            out.append(Violation(Path(source).name, "file", str(exc)))
     return out + check_jobs(jobs, contract)
+
+
+def check_files(paths: Iterable[Path], plan: dict[str, Any], **kwargs: Any) -> list[Violation]:
+    """Parse and check job files (``*.nomad.hcl``) against the plan."""
+    return check_texts(((str(p), Path(p).read_text(encoding="utf-8")) for p in paths), Contract.from_plan(plan, **kwargs))
+
+
+def check_papi(root: Path, plan: dict[str, Any], **kwargs: Any) -> tuple[int, list[Violation], list[str]]:
+    """PAPI's own templates (a checkout or its etc/), filled as PAPI fills them, against the plan:
+    user deployments in the VO namespaces, PAPI's Traefik v2 rules, region "global" (Nomad maps it
+    to the agent's region). Returns (number of filled jobs, violations, notes on what PAPI refuses)."""
+    from ai4os_kit.platform.papi_templates import papi_jobs
+
+    kwargs.setdefault("rule_syntax", "v2")
+    contract = Contract.from_plan(plan, **kwargs)
+    contract.any_region = True
+    texts, notes = papi_jobs(root, plan)
+    return len(texts), check_texts(texts, contract), notes
 
 
 def job_files(paths: Iterable[Path]) -> list[Path]:
@@ -227,27 +296,44 @@ def cmd_contract(args: argparse.Namespace) -> int:
     from ai4os_kit.model.inventory import load_inventory
     from ai4os_kit.model.plan import build_plan
 
-    plan = build_plan(load_inventory(args.inventory))
+    plan = build_plan(load_inventory(args.inventory, check_vault=False))
     files = job_files(args.jobs)
-    if not files:
+    if not files and not args.papi:
         raise InputError("command line", "JOBS", "no *.nomad.hcl files found",
                          "render the jobs first (ansible-playbook playbooks/platform.yml -e platform_job_submit=false) "
-                         "and give their directory")
-    violations = check_files(files, plan, entrypoints=args.entrypoint or DEFAULT_ENTRYPOINTS)
+                         "and give their directory, or give PAPI's templates with --papi")
+    options = {"entrypoints": args.entrypoint or DEFAULT_ENTRYPOINTS, "middlewares": args.middleware or ()}
+    violations: list[Violation] = []
+    checked = 0
+    if files:
+        violations += check_files(files, plan, rule_syntax=args.rule_syntax or "v3", **options)
+        checked += len(files)
+    if args.papi:
+        count, found, notes = check_papi(args.papi, plan, rule_syntax=args.rule_syntax or "v2", **options)
+        violations += found
+        checked += count
+        for note in notes:
+            print(f"note {note}")
     for v in violations:
         print(f"FAIL {v}")
-    print(f"{len(files)} job(s) checked against {len(plan['nodes'])} node(s): "
+    print(f"{checked} job(s) checked against {len(plan['nodes'])} node(s): "
           f"{'OK' if not violations else str(len(violations)) + ' violation(s)'}")
     return 1 if violations else 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "contract", help="check rendered Nomad jobs against the node plan",
+        "contract", help="check Nomad jobs (rendered, or PAPI's own templates) against the node plan",
         description="Parse Nomad job specs (HCL) and check region, datacenters, namespaces, drivers, "
-                    "constraints (each satisfiable by a node of the plan) and Traefik routers.")
+                    "constraints and device requests (each satisfiable by a node of the plan) and Traefik routers.")
     p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
-    p.add_argument("jobs", metavar="JOBS", nargs="+", type=Path, help="job files or directories of *.nomad.hcl")
+    p.add_argument("jobs", metavar="JOBS", nargs="*", type=Path, help="job files or directories of *.nomad.hcl")
+    p.add_argument("--papi", type=Path, metavar="DIR",
+                   help="a checkout of ai4os/ai4-papi (or its etc/): check its job templates, filled as PAPI fills them")
     p.add_argument("--entrypoint", action="append", metavar="NAME",
                    help="a Traefik entry point name routers may use (repeatable; default: web, websecure)")
+    p.add_argument("--middleware", action="append", metavar="NAME",
+                   help="a @consulcatalog middleware defined by a job not checked here (repeatable)")
+    p.add_argument("--rule-syntax", choices=("v2", "v3"),
+                   help="Traefik's core.defaultRuleSyntax (default: v3 for JOBS, v2 for --papi)")
     p.set_defaults(func=cmd_contract)

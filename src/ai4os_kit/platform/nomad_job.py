@@ -20,11 +20,22 @@ class Constraint:
 
 
 @dataclass
+class Device:
+    """A task's device request (resources { device "<name>" { count, constraint } })."""
+
+    task: str
+    name: str                                   # gpu, nvidia/gpu or nvidia/gpu/<model>
+    count: int
+    constraints: list[Constraint]
+
+
+@dataclass
 class Group:
     name: str
     constraints: list[Constraint]
     drivers: list[tuple[str, str]]              # (task, driver)
     services: list[tuple[str, list[str]]]       # (consul service name, tags)
+    devices: list[Device] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +90,16 @@ def _services(body: dict[str, Any], default_name: str) -> list[tuple[str, list[s
     return out
 
 
+def _devices(task: str, body: dict[str, Any]) -> list[Device]:
+    out = []
+    for _, resources in hcl_blocks(body, "resources"):
+        for dname, dev in hcl_blocks(resources, "device"):
+            count = hcl_attr(dev, "count", 1)
+            out.append(Device(task=task, name=str(dname or "gpu"), count=int(count) if str(count).isdigit() else 1,
+                              constraints=_constraints(dev, f"task {task} device {dname}")))
+    return out
+
+
 def parse_job(text: str, source: str = "job") -> Job:
     """Parse a Nomad job spec (HCL); KitError when it does not parse."""
     try:
@@ -97,13 +118,16 @@ def parse_job(text: str, source: str = "job") -> Job:
         gname = gname or "?"
         constraints = job_constraints + _constraints(gbody, f"group {gname}")
         drivers: list[tuple[str, str]] = []
+        devices: list[Device] = []
         services = _services(gbody, f"{name}-{gname}")
         for tname, tbody in hcl_blocks(gbody, "task"):
             tname = tname or "?"
             constraints += _constraints(tbody, f"group {gname} task {tname}")
             drivers.append((tname, str(hcl_attr(tbody, "driver", ""))))
             services += _services(tbody, f"{name}-{gname}-{tname}")
-        job.groups.append(Group(name=gname, constraints=constraints, drivers=drivers, services=services))
+            devices += _devices(tname, tbody)
+        job.groups.append(Group(name=gname, constraints=constraints, drivers=drivers, services=services,
+                                devices=devices))
     return job
 
 

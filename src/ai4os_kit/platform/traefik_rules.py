@@ -1,5 +1,6 @@
 """Traefik routers as jobs declare them in Consul service tags: rule parsing
-(Traefik v3 matchers) and the routers, services and middlewares of a job."""
+(Traefik v3 matchers, or v2 ones where the router or Traefik's
+core.defaultRuleSyntax says v2) and the routers, services and middlewares of a job."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ MATCHERS: dict[str, int | None] = {
     "Host": 1, "HostRegexp": 1, "Path": 1, "PathPrefix": 1, "PathRegexp": 1, "Method": 1,
     "Header": 2, "HeaderRegexp": 2, "Query": None, "QueryRegexp": 2, "ClientIP": 1,
 }
+# Traefik v2 rule matchers (v2 syntax, still read by Traefik v3 with ruleSyntax v2): most take
+# one or more arguments (Host(`a`, `b`) is how PAPI writes its routers).
+MATCHERS_V2: dict[str, int | None] = {
+    "Host": None, "HostHeader": None, "HostRegexp": None, "Path": None, "PathPrefix": None, "Method": None,
+    "Headers": 2, "HeadersRegexp": 2, "Query": None, "ClientIP": None,
+}
+RULE_SYNTAXES = {"v2": MATCHERS_V2, "v3": MATCHERS}
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def parse_rule(rule: str) -> list[tuple[str, list[str]]]:
-    """Parse a Traefik v3 rule; return its matchers [(name, args)]; ValueError when invalid."""
+def parse_rule(rule: str, syntax: str = "v3") -> list[tuple[str, list[str]]]:
+    """Parse a Traefik rule (``syntax`` v3 or v2); return its matchers [(name, args)]; ValueError when invalid."""
+    matchers = RULE_SYNTAXES[syntax]
     tokens = re.findall(r"`[^`]*`|&&|\|\||[()!,]|[A-Za-z]+|\S", rule)
     pos = 0
     found: list[tuple[str, list[str]]] = []
@@ -40,8 +49,8 @@ def parse_rule(rule: str) -> list[tuple[str, list[str]]]:
             take(")")
             return
         name = take()
-        if name not in MATCHERS:
-            raise ValueError(f"unknown matcher {name!r} (Traefik v3 knows {', '.join(MATCHERS)})")
+        if name not in matchers:
+            raise ValueError(f"unknown matcher {name!r} (Traefik {syntax} knows {', '.join(matchers)})")
         take("(")
         args = [take()]
         while peek() == ",":
@@ -50,9 +59,9 @@ def parse_rule(rule: str) -> list[tuple[str, list[str]]]:
         take(")")
         if any(not (a.startswith("`") and a.endswith("`")) for a in args):
             raise ValueError(f"{name}: arguments must be `backquoted`")
-        want = MATCHERS[name]
+        want = matchers[name]
         if want is not None and len(args) != want:
-            raise ValueError(f"{name} takes {want} argument(s) in Traefik v3, got {len(args)}")
+            raise ValueError(f"{name} takes {want} argument(s) in Traefik {syntax}, got {len(args)}")
         found.append((name, [a[1:-1] for a in args]))
 
     def expr() -> None:
