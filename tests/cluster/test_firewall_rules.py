@@ -6,6 +6,7 @@ The behaviour (real containers refused and allowed) is tested on the test-bed: m
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -156,13 +157,17 @@ def test_only_services_containers_reach_the_nomad_api_of_the_servers(rules: dict
         assert "dport 4646 ip daddr" not in rules[name]
 
 
-def test_extra_networks_and_sources(tmp_path: Path) -> None:
-    proc, out = _render(tmp_path, None, "-e", '{"firewall_cluster_networks": ["10.10.0.0/24"], '
-                                              '"firewall_dynamic_ports_extra_sources": ["192.0.2.7"]}')
+def test_extra_networks_sources_and_the_plans_port_table(tmp_path: Path) -> None:
+    node_ports = [{"component": "nomad", "name": "nomad-dynamic", "protocol": "tcp", "port_min": 21000, "port_max": 31000,
+                   "exposure": "site"}]  # the plan's port table of the node (hosts.yml), here with another range
+    proc, out = _render(tmp_path, None, "-e", json.dumps({"firewall_cluster_networks": ["10.10.0.0/24"],
+                                                          "firewall_dynamic_ports_extra_sources": ["192.0.2.7"],
+                                                          "ai4os_node_ports": node_ports}))
     assert proc.returncode == 0 and not failed_hosts(proc), proc.stdout[-4000:]
     text = (out / "s1-cpu-1.nft").read_text()
     assert "10.10.0.0/24" in _set(text, "cluster")
     assert _set(text, "dynamic_sources") == {"10.10.0.20", "192.0.2.7"}
+    assert "th dport 21000-31000 jump to_dynamic_ports" in _chain(text, "input")
     check = subprocess.run(["nft", "--check", "--file", str(out / "s1-cpu-1.nft")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr  # overlapping cluster addresses merge (auto-merge)
 
