@@ -251,3 +251,18 @@ def test_node_admission_policy_is_node_write_only() -> None:
     policy = _policy("node-admission-policy.hcl.j2")
     assert list(policy) == ["node"] and len(policy["node"]) == 1
     assert {k: _flat(v) for k, v in policy["node"][0].items()} == {"policy": ["write"]}
+
+
+def test_ai4os_kit_secrets_generates_what_papi_needs_at_start() -> None:
+    """Every secret the papi role passes as a variable PAPI requires at import is one `ai4os-kit secrets`
+    generates (random, url-safe: an env file value), and PAPI's required variables are all among them."""
+    from ai4os_kit.model.secrets import GENERATED
+
+    entries = yaml.safe_load((ROOT / "roles" / "papi" / "vars" / "main.yml").read_text())["papi_secret_env"]
+    required = [e for e in entries if e["required"]]
+    assert {e["env"] for e in required} == {"NOMAD_TOKEN"} | {v["name"] for v in FACTS["environment"]["required_in_prod"]}
+    for entry in required:
+        assert entry["var"] in GENERATED, entry
+        value = GENERATED[entry["var"]]("test")
+        assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", value), (entry, value)
+        assert value != GENERATED[entry["var"]]("test")            # random, never a fixed value

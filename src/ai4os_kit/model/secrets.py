@@ -11,6 +11,7 @@ secrets.yml (ansible-vault encrypted) holds:
   ai4os_secret_ca_key                 platform CA private key (PEM, EC P-256)
   ai4os_secret_ca_cert                platform CA certificate (PEM, 10 years)
   ai4os_oidc_oauth2_proxy_cookie_secret  cookie secret of the forward-auth proxy (32 characters)
+  ai4os_secret_papi_<name>            what PAPI's image needs at start (IS_PROD): PAPI_SECRETS
 Operator-supplied secrets (OIDC client secrets, ...) are kept as they are.
 """
 
@@ -80,6 +81,17 @@ def _cookie_secret(_: str) -> str:
 CONSUL_TOKENS = ("agent", "dns", "nomad_server", "nomad_client", "traefik", "prometheus", "replication")
 NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus")
 
+# Credentials PAPI's image refuses to start without (IS_PROD; tests/data/papi/facts.yml): random, so
+# what they unlock (Harbor snapshots, Jenkins catalog refresh, provenance reads, LiteLLM keys) stays off
+# until an operator puts the real credential there. JENKINS_TOKEN and PROVENANCE_TOKEN are bearer
+# tokens PAPI compares callers' tokens with: never a fixed value.
+PAPI_SECRETS = ("harbor_robot_password", "jenkins_token", "provenance_token", "litellm_api_key")
+
+
+def _url_token(_: str) -> str:
+    return pysecrets.token_urlsafe(32)
+
+
 GENERATED: dict[str, Callable[[str], str]] = {
     "ai4os_oidc_oauth2_proxy_cookie_secret": _cookie_secret,
     "ai4os_secret_consul_gossip_key": _gossip_key,
@@ -89,6 +101,7 @@ GENERATED: dict[str, Callable[[str], str]] = {
     **{f"ai4os_secret_consul_token_{name}": _token for name in CONSUL_TOKENS},
     **{f"ai4os_secret_nomad_token_{name}": _token for name in NOMAD_TOKENS},
     **{f"ai4os_secret_nomad_accessor_{name}": _token for name in NOMAD_TOKENS},
+    **{f"ai4os_secret_papi_{name}": _url_token for name in PAPI_SECRETS},
 }
 CA_KEYS = ("ai4os_secret_ca_key", "ai4os_secret_ca_cert")
 # Secrets replaced together with the one named: a rotated Nomad token is a new token
