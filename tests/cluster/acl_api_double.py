@@ -98,6 +98,22 @@ class AclApiDouble:
                          NodeIdentities=body.get("NodeIdentities") or [])
         return token
 
+    def _existing_token(self, method: str, accessor: str, body: dict[str, Any], *, update: str, refusal: str | bool,
+                        not_found: tuple[int, str], deleted: Any) -> tuple[int, Any]:
+        """Read, update (the SecretID never changes) or delete the token with this AccessorID."""
+        if accessor not in self.tokens:
+            return not_found
+        if method == "DELETE":
+            del self.tokens[accessor]
+            return 200, deleted
+        if method == update:
+            if refusal:
+                return 400, refusal
+            token = self._token(dict(body, AccessorID=accessor, SecretID=self.tokens[accessor]["SecretID"]))
+            self.tokens[accessor] = token
+            return 200, token
+        return 200, self.tokens[accessor]
+
     def respond(self, method: str, path: str, secret: str | None, body: Any) -> tuple[int, Any]:
         if path == "/v1/acl/bootstrap":
             if self.bootstrapped:
@@ -136,18 +152,9 @@ class AclApiDouble:
             return 200, token
         if path.startswith("/v1/acl/token/"):
             accessor = path.rsplit("/", 1)[1]
-            if accessor not in self.tokens:
-                return 404, "ACL token not found"
-            if method == "DELETE":
-                del self.tokens[accessor]
-                return 200, None
-            if method == "POST":
-                if body.get("AccessorID") != accessor:
-                    return 400, "ACL token accessor does not match request path"
-                token = self._token(dict(body, SecretID=self.tokens[accessor]["SecretID"]))
-                self.tokens[accessor] = token
-                return 200, token
-            return 200, self.tokens[accessor]
+            mismatch = body.get("AccessorID") != accessor and "ACL token accessor does not match request path"
+            return self._existing_token(method, accessor, body, update="POST", refusal=mismatch,
+                                        not_found=(404, "ACL token not found"), deleted=None)
         if path.startswith("/v1/acl/policy/"):
             name = path.rsplit("/", 1)[1]
             if method == "POST":
@@ -177,18 +184,10 @@ class AclApiDouble:
             return 200, token
         if path.startswith("/v1/acl/token/"):
             accessor = path.rsplit("/", 1)[1]
-            if accessor not in self.tokens:
-                return 403, "ACL not found"
-            if method == "DELETE":
-                del self.tokens[accessor]
-                return 200, True
-            if method == "PUT":
-                if body.get("SecretID") not in (None, self.tokens[accessor]["SecretID"]):
-                    return 400, "Cannot change the SecretID of an existing token"
-                token = self._token(dict(body, AccessorID=accessor, SecretID=self.tokens[accessor]["SecretID"]))
-                self.tokens[accessor] = token
-                return 200, token
-            return 200, self.tokens[accessor]
+            known = self.tokens.get(accessor, {}).get("SecretID")
+            change = body.get("SecretID") not in (None, known) and "Cannot change the SecretID of an existing token"
+            return self._existing_token(method, accessor, body, update="PUT", refusal=change,
+                                        not_found=(403, "ACL not found"), deleted=True)
         if path.startswith("/v1/acl/policy/name/"):
             name = path.rsplit("/", 1)[1]
             return (200, self.policies[name]) if name in self.policies else (404, "ACL policy not found")
@@ -220,9 +219,12 @@ class AclApiDouble:
             def _serve(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else {}
+                body = (json.loads(raw) if raw else None) or {}  # uri sends "null" without a body
                 path = self.path.split("?", 1)[0]
-                status, payload = double.respond(method, path, self.headers.get(double.header), body)
+                try:
+                    status, payload = double.respond(method, path, self.headers.get(double.header), body)
+                except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a bug of the double: say so
+                    status, payload = 500, f"test double error: {exc!r}"
                 double.requests.append((method, path, status))
                 data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
                 self.send_response(status)
