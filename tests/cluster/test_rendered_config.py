@@ -123,6 +123,8 @@ def test_nomad_servers_region_and_tls(rendered: tuple[dict, dict, dict]) -> None
         assert hcl_config.first(nomad, "consul.ssl") is True
         assert hcl_config.first(nomad, "consul.address") == "127.0.0.1:8501"
         assert hcl_config.first(nomad, "tls.verify_https_client") is True, "mutual TLS on the HTTP API"
+        # /v1/metrics has no ACL check (nomad-client-facts.yml): users' allocation metrics are not published
+        assert hcl_config.first(nomad, "telemetry.publish_allocation_metrics") is False
         assert hcl_config.first(nomad, "consul.cert_file").endswith("/tls/nomad.pem")
         kind = "nomad_server" if node["nomad"]["server"] else "nomad_client"
         assert hcl_config.first(nomad, "consul.token") == secrets[f"ai4os_secret_consul_token_{kind}"]
