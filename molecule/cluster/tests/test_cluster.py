@@ -133,7 +133,9 @@ def test_traefik_routes_a_service_from_the_consul_catalog(host):
         "Name": "catalog-route",
         "Address": "127.0.0.1",
         "Port": 8081,
-        "Tags": ["traefik.enable=true", "traefik.http.routers.catalog-route.rule=Host(`route.testbed.ai4os.test`)",
+        # a platform service: only those carrying the platform tag may claim a platform host name
+        "Tags": ["traefik.enable=true", "ai4os.platform=testbed-only-platform-tag-0001",
+                 "traefik.http.routers.catalog-route.rule=Host(`route.testbed.ai4os.test`)",
                  "traefik.http.routers.catalog-route.tls=true"],
     }
     register = host.run(
