@@ -63,7 +63,7 @@ def test_client_fulfils_the_cluster_contract(host):
         return
     client = checks.hcl(host, "/etc/nomad.d/client.hcl")
     assert first(client, "client.meta") == {
-        "type": "compute", "tags": "cpu", "namespace": "ai4eosc", "domain": "tb.ai4os.test", "status": "test"
+        "type": "compute", "tags": "cpu", "namespace": "ai4eosc", "domain": "tb", "status": "test"
     }
     plugins = checks.hcl_config.labelled(client, "plugin")
     # a cpu (compute) node runs PAPI's privileged storage sidecars, /nomad-storage binds and
