@@ -1,4 +1,5 @@
-"""Every security-group rule traces to the plan's port table; no management port is world-open."""
+"""Every security-group rule traces to the plan's port table; no management port is world-open; Nomad's dynamic
+ports are opened to the site's ingress group only."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def _allowed_cidrs(plan: dict[str, Any], site_name: str, exposure: str) -> set[s
     }.get(exposure, set())
 
 
+def _allowed_sources(plan: dict[str, Any], site_name: str, exposure: str) -> set[tuple[str | None, str | None]]:
+    """(remote_cidr, remote_group) pairs a port of this exposure may be opened to."""
+    if exposure == "ingress":
+        return {(None, f"{plan['platform']['name']}-{site_name}-ingress")}
+    return {(cidr, None) for cidr in _allowed_cidrs(plan, site_name, exposure)}
+
+
 def test_every_rule_traces_to_a_port_of_the_port_table(sample_plan: dict[str, Any], tmp_path: Path) -> None:
     ports = {(p["component"], p["name"]): p for p in sample_plan["ports"]}
     rules = _rendered_rules(sample_plan, tmp_path)
@@ -44,23 +52,52 @@ def test_every_rule_traces_to_a_port_of_the_port_table(sample_plan: dict[str, An
         assert port is not None, f"{site}/{role}: rule {rule} names no port of the port table"
         assert (rule["protocol"], rule["port_min"], rule["port_max"]) == (port["protocol"], port["port_min"], port["port_max"])
         assert role in port["node_roles"], f"{port_name} is not listened on by {role} nodes"
-        assert rule["remote_cidr"] in _allowed_cidrs(sample_plan, site, port["exposure"]), (
-            f"{site}/{role}: {port_name} ({port['exposure']}) opened to {rule['remote_cidr']}")
+        source = (rule["remote_cidr"], rule["remote_group"])
+        assert source in _allowed_sources(sample_plan, site, port["exposure"]), (
+            f"{site}/{role}: {port_name} ({port['exposure']}) opened to {source}")
 
 
 def test_every_port_of_the_table_is_opened_where_it_listens(sample_plan: dict[str, Any], tmp_path: Path) -> None:
     """The converse: nothing the platform needs is missing."""
-    opened = {(site, role, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+    opened = {(site, role, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"], r["remote_group"])
               for site, role, r in _rendered_rules(sample_plan, tmp_path)}
     for site in cloud_sites(sample_plan):
         roles = {pool["role"] for pool in site["pools"]}
         for port in sample_plan["ports"]:
             for role in roles & set(port["node_roles"]):
-                for cidr in _allowed_cidrs(sample_plan, site["name"], port["exposure"]):
+                for cidr, group in _allowed_sources(sample_plan, site["name"], port["exposure"]):
                     if cidr == "::/0":
                         continue
-                    wanted = (site["name"], role, port["protocol"], port["port_min"], port["port_max"], cidr)
+                    wanted = (site["name"], role, port["protocol"], port["port_min"], port["port_max"], cidr, group)
                     assert wanted in opened, f"{port['component']}/{port['name']} is not opened: {wanted}"
+
+
+def test_dynamic_ports_are_opened_to_the_ingress_group_only(sample_plan: dict[str, Any], tmp_path: Path) -> None:
+    """Nomad's dynamic ports (the tasks' host ports) take connections from Traefik only, on every client role."""
+    dynamic = next(p for p in sample_plan["ports"] if p["name"] == "nomad-dynamic")
+    assert dynamic["exposure"] == "ingress"
+    found: dict[tuple[str, str], set[Any]] = {}
+    for site, role, rule in _rendered_rules(sample_plan, tmp_path):
+        if rule["protocol"] == "tcp" and rule["port_min"] <= dynamic["port_max"] and rule["port_max"] >= dynamic["port_min"]:
+            found.setdefault((site, role), set()).add((rule["remote_cidr"], rule["remote_group"]))
+    expected = {(site["name"], pool["role"]) for site in cloud_sites(sample_plan) for pool in site["pools"]
+                if pool["role"] in dynamic["node_roles"]}
+    assert set(found) == expected and {"services", "cpu", "ingress"} <= {role for _, role in expected}
+    for (site, role), sources in found.items():
+        assert sources == {(None, f"demo-{site}-ingress")}, f"{site}/{role}: dynamic ports open to {sources}"
+
+
+@pytest.mark.parametrize(("rule", "error"), [
+    ({"remote_group": "no-such-group"}, "must name a security group of this module's groups"),
+    ({"remote_group": "g", "remote_cidr": "10.10.0.0/24"}, "exactly one source: remote_cidr or remote_group"),
+    ({}, "exactly one source: remote_cidr or remote_group"),
+])
+def test_module_refuses_a_rule_without_one_valid_source(terraform: str, tmp_path: Path, rule: dict[str, str],
+                                                        error: str) -> None:
+    groups = {"g": {"rules": [dict({"protocol": "tcp", "port_min": 20000, "port_max": 32000}, **rule)]}}
+    proc = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups}, tmp_path, check=False)
+    assert not isinstance(proc, dict), f"{rule} was accepted"
+    assert error in " ".join(proc.stderr.split())
 
 
 def test_no_management_port_is_open_to_the_world(sample_plan: dict[str, Any], tmp_path: Path) -> None:
@@ -99,11 +136,14 @@ def test_module_applies_exactly_the_rendered_rules_plus_egress(terraform: str, s
     values = tfharness.evaluate_locals(tfharness.MODULES / "secgroups", {"groups": groups}, tmp_path / "eval")
     assert isinstance(values, dict)
     effective = values["rules"]
-    ingress = {(r["group"], r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+    ingress = {(r["group"], r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"], r["remote_group"])
                for r in effective.values() if r["direction"] == "ingress"}
-    rendered = {(name, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"])
+    rendered = {(name, r["protocol"], r["port_min"], r["port_max"], r["remote_cidr"], r["remote_group"])
                 for name, g in groups.items() for r in g["rules"]}
     assert ingress == rendered
+    dynamic = {key: r for key, r in effective.items() if r["port_min"] == 20000}
+    assert dynamic and all(r["remote_group"] == "demo-ifca-ingress" and r["remote_cidr"] is None for r in dynamic.values())
+    assert all(key.endswith("|group:demo-ifca-ingress") for key in dynamic)
     egress = sorted((r["group"], r["ethertype"], r["remote_cidr"]) for r in effective.values() if r["direction"] == "egress")
     assert egress == sorted((g, e, c) for g in groups for e, c in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")))
 
@@ -116,7 +156,7 @@ def test_module_merges_duplicate_rules_and_keeps_both_names(terraform: str, tmp_
     assert isinstance(values, dict)
     assert values["rules"] == {"g|ingress|IPv4|tcp|4647|4647|10.10.0.0/24": {
         "group": "g", "key": "g|ingress|IPv4|tcp|4647|4647|10.10.0.0/24", "direction": "ingress", "ethertype": "IPv4",
-        "protocol": "tcp", "port_min": 4647, "port_max": 4647, "remote_cidr": "10.10.0.0/24",
+        "protocol": "tcp", "port_min": 4647, "port_max": 4647, "remote_cidr": "10.10.0.0/24", "remote_group": None,
         "description": "nomad/nomad-rpc, nomad/nomad-rpc-clients"}}
 
 

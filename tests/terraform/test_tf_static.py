@@ -226,7 +226,8 @@ def _literal_rules(plan: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
             resources[f"{call['site']}_{index}"] = {
                 "security_group_id": rule["group"], "direction": rule["direction"], "ethertype": rule["ethertype"],
                 "protocol": rule["protocol"], "port_range_min": rule["port_min"], "port_range_max": rule["port_max"],
-                "remote_ip_prefix": rule["remote_cidr"], "description": rule["description"]}
+                "remote_ip_prefix": rule["remote_cidr"], "remote_group_id": rule["remote_group"],
+                "description": rule["description"]}
     return {"resource": {"openstack_networking_secgroup_rule_v2": resources}}
 
 

@@ -191,16 +191,27 @@ def _remote_cidrs(exposure: str, site: dict[str, Any], all_cidrs: list[str]) -> 
         return [site["network"]["cidr"]]
     if exposure == "federation":
         return list(all_cidrs)
-    return []  # localhost: never in a security group
+    return []  # localhost: never in a security group; ingress: a remote group, not a CIDR
+
+
+def secgroup_name(platform_name: str, site_name: str, role: str) -> str:
+    """The security group of one node role at one site."""
+    return f"{platform_name}-{site_name}-{role}"
 
 
 def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], platform_name: str) -> dict[str, list[dict[str, Any]]]:
-    """One security group per (site, node role present), rules only from the port table."""
+    """One security group per (site, node role present), rules only from the port table.
+
+    A rule's source is a CIDR (``remote_cidr``) or, for exposure ``ingress``,
+    the site's ingress security group (``remote_group``): Nomad's dynamic ports
+    are reached only by Traefik on the ingress nodes, whatever their addresses.
+    """
     cloud_sites = [s for s in sites if not s["testbed"] and s["network"]["cidr"]]
     all_cidrs = sorted({s["network"]["cidr"] for s in cloud_sites})
     out: dict[str, list[dict[str, Any]]] = {}
     for site in cloud_sites:
         roles = [r for r in NODE_ROLES if any(p["role"] == r and p["count"] > 0 for p in site["pools"])]
+        ingress_group = secgroup_name(platform_name, site["name"], "ingress") if "ingress" in roles else None
         groups = []
         for role in roles:
             rules: list[dict[str, Any]] = []
@@ -208,16 +219,19 @@ def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], pl
             for port in ports:
                 if role not in port["node_roles"]:
                     continue
-                for cidr in _remote_cidrs(port["exposure"], site, all_cidrs):
-                    key = (port["protocol"], port["port_min"], port["port_max"], cidr)
+                sources = [(cidr, None) for cidr in _remote_cidrs(port["exposure"], site, all_cidrs)]
+                if port["exposure"] == "ingress" and ingress_group:
+                    sources.append((None, ingress_group))
+                for cidr, group in sources:
+                    key = (port["protocol"], port["port_min"], port["port_max"], cidr, group)
                     if key in seen:
                         continue
                     seen.add(key)
                     rules.append({"direction": "ingress", "protocol": port["protocol"],
                                   "port_min": port["port_min"], "port_max": port["port_max"],
-                                  "remote_cidr": cidr, "component": port["component"],
+                                  "remote_cidr": cidr, "remote_group": group, "component": port["component"],
                                   "port_name": port["name"]})
-            groups.append({"name": f"{platform_name}-{site['name']}-{role}", "role": role, "rules": rules})
+            groups.append({"name": secgroup_name(platform_name, site["name"], role), "role": role, "rules": rules})
         out[site["name"]] = groups
     return out
 

@@ -152,6 +152,7 @@ def _secgroups(groups: list[Mapping[str, Any]]) -> dict[str, Any]:
             "port_min": rule["port_min"],
             "port_max": rule["port_max"],
             "remote_cidr": rule["remote_cidr"],
+            "remote_group": rule.get("remote_group"),
             "description": f"{rule['component']}/{rule['port_name']}",
         } for rule in group["rules"]],
     } for group in groups}

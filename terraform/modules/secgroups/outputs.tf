@@ -4,14 +4,15 @@ output "ids" {
 }
 
 output "rules" {
-  description = "The effective rules (after deduplication), keyed by group|direction|ethertype|protocol|port_min|port_max|remote_cidr; for audits."
+  description = "The effective rules (after deduplication), keyed by group|direction|ethertype|protocol|port_min|port_max|source (CIDR or group:<name>); for audits."
   value = { for key, rule in local.rules : key => {
-    group       = rule.group
-    direction   = rule.direction
-    protocol    = rule.protocol
-    port_min    = rule.port_min
-    port_max    = rule.port_max
-    remote_cidr = rule.remote_cidr
-    description = rule.description
+    group        = rule.group
+    direction    = rule.direction
+    protocol     = rule.protocol
+    port_min     = rule.port_min
+    port_max     = rule.port_max
+    remote_cidr  = rule.remote_cidr
+    remote_group = rule.remote_group
+    description  = rule.description
   } }
 }

@@ -3,19 +3,23 @@ variable "groups" {
     Security groups to create, keyed by group name (from the node plan's
     `secgroups[<site>]`). Each has a description and ingress rules, each rule
     tracing to one port of the plan's port table (description names the
-    component and port). Nothing else is opened: the groups are created
-    without OpenStack's default rules.
+    component and port). A rule's source is either `remote_cidr` or
+    `remote_group`, the name of another group of this map (its members, by
+    whatever address: Nomad's dynamic ports are opened to the site's ingress
+    group only). Nothing else is opened: the groups are created without
+    OpenStack's default rules.
   EOT
   type = map(object({
     description = optional(string, "")
     rules = list(object({
-      direction   = optional(string, "ingress")
-      ethertype   = optional(string, "IPv4")
-      protocol    = string
-      port_min    = number
-      port_max    = number
-      remote_cidr = string
-      description = optional(string, "")
+      direction    = optional(string, "ingress")
+      ethertype    = optional(string, "IPv4")
+      protocol     = string
+      port_min     = number
+      port_max     = number
+      remote_cidr  = optional(string)
+      remote_group = optional(string)
+      description  = optional(string, "")
     }))
   }))
 
@@ -40,16 +44,30 @@ variable "groups" {
 
   validation {
     condition = alltrue(flatten([for g in values(var.groups) : [
-      for r in g.rules : can(cidrhost(r.remote_cidr, 0))
+      for r in g.rules : (r.remote_cidr == null) != (r.remote_group == null)
+    ]]))
+    error_message = "Each rule needs exactly one source: remote_cidr or remote_group."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : r.remote_cidr == null || can(cidrhost(r.remote_cidr == null ? "" : r.remote_cidr, 0))
     ]]))
     error_message = "Each rule's remote_cidr must be a CIDR such as 10.10.0.0/24."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : r.remote_group == null || contains(keys(var.groups), r.remote_group == null ? "" : r.remote_group)
+    ]]))
+    error_message = "Each rule's remote_group must name a security group of this module's groups (e.g. the site's ingress group)."
   }
 
   # Defence in depth for the platform's policy: the only ports open to the
   # whole Internet are the web entry points (80/443/tcp).
   validation {
     condition = alltrue(flatten([for g in values(var.groups) : [
-      for r in g.rules : !contains(["0.0.0.0/0", "::/0"], r.remote_cidr) || r.direction == "egress" || (
+      for r in g.rules : !contains(["0.0.0.0/0", "::/0"], r.remote_cidr == null ? "" : r.remote_cidr) || r.direction == "egress" || (
         r.protocol == "tcp" && r.port_min == r.port_max && contains([80, 443], r.port_min)
       )
     ]]))

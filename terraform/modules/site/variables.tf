@@ -58,13 +58,14 @@ variable "secgroups" {
     role        = string
     description = optional(string, "")
     rules = list(object({
-      direction   = optional(string, "ingress")
-      ethertype   = optional(string, "IPv4")
-      protocol    = string
-      port_min    = number
-      port_max    = number
-      remote_cidr = string
-      description = optional(string, "")
+      direction    = optional(string, "ingress")
+      ethertype    = optional(string, "IPv4")
+      protocol     = string
+      port_min     = number
+      port_max     = number
+      remote_cidr  = optional(string)
+      remote_group = optional(string)
+      description  = optional(string, "")
     }))
   }))
 }

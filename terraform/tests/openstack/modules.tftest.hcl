@@ -58,8 +58,11 @@ variables {
       ]
     }
     demo-ifca-gpu = {
-      role  = "gpu"
-      rules = [{ protocol = "tcp", port_min = 22, port_max = 22, remote_cidr = "10.10.0.0/24", description = "base/ssh" }]
+      role = "gpu"
+      rules = [
+        { protocol = "tcp", port_min = 22, port_max = 22, remote_cidr = "10.10.0.0/24", description = "base/ssh" },
+        { protocol = "tcp", port_min = 20000, port_max = 32000, remote_group = "demo-ifca-ingress", description = "nomad/nomad-dynamic" },
+      ]
     }
   }
   pools = {
