@@ -78,3 +78,34 @@ def test_kit_tokens_are_random_and_rotate_alone(sample_inventory: Path, monkeypa
     assert changed == {"ai4os_secret_nomad_token_papi", "ai4os_secret_nomad_accessor_papi", "ai4os_secret_consul_token_dns"}
     # an accessor is not rotated on its own (it would orphan the token)
     assert main(["secrets", "--rotate", "ai4os_secret_nomad_accessor_papi", str(sample_inventory)]) == 2
+
+
+def test_vault_password_and_secrets_are_private_from_their_first_byte(sample_inventory: Path, monkeypatch) -> None:
+    """No window in which .vault-pass or secrets.yml is readable by others: even with umask 0 and no chmod
+    ever reached (a process killed right after creating the file), both are created 0600."""
+    import os
+
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+
+    def no_chmod(*args: object, **kwargs: object) -> None:
+        """Stands for the moment between creating a file and a later chmod."""
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    monkeypatch.setattr(Path, "chmod", no_chmod)
+    old_umask = os.umask(0)
+    try:
+        assert main(["secrets", str(sample_inventory)]) == 0
+    finally:
+        os.umask(old_umask)
+    for name in (".vault-pass", "secrets.yml"):
+        assert (sample_inventory / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_an_existing_vault_password_file_is_used_not_replaced(sample_inventory: Path, monkeypatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    pw = sample_inventory / ".vault-pass"
+    pw.write_text("operator-chosen-password\n")
+    pw.chmod(0o600)
+    assert main(["secrets", str(sample_inventory)]) == 0
+    assert pw.read_text() == "operator-chosen-password\n"
+    assert read_secrets(sample_inventory, pw)["ai4os_secret_consul_gossip_key"]

@@ -165,9 +165,22 @@ def password_file(inventory: Path, create: bool) -> tuple[Path, bool]:
     pw = inventory / PASS_FILE
     if pw.exists() or not create:
         return pw, False
-    pw.write_text(pysecrets.token_urlsafe(32) + "\n", encoding="utf-8")
-    pw.chmod(0o600)
+    try:
+        write_private(pw, (pysecrets.token_urlsafe(32) + "\n").encode())
+    except FileExistsError:  # created meanwhile by another run: use that one
+        return pw, False
     return pw, True
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) with mode 0600 from the start and write ``data``.
+
+    The mode is given to open(2) itself: there is no moment, not even if the
+    process dies half-way, when the file exists with the umask's wider mode.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def link_into_group_vars(inventory: Path) -> None:
@@ -203,8 +216,8 @@ def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = Non
         blob = _vault(read_password(pw_file)).encrypt(text.encode())
         tmp = file.with_suffix(".yml.tmp")
         try:
-            tmp.write_bytes(blob)
-            tmp.chmod(0o600)
+            tmp.unlink(missing_ok=True)  # a left-over may have any mode; the new file is 0600 from the start
+            write_private(tmp, blob)
             tmp.replace(file)
         except OSError as exc:
             raise KitError(f"{file}: cannot be written: {exc}") from None
