@@ -166,29 +166,3 @@ def test_flower_superlink_answers_with_the_rendered_arguments(rendered: Rendered
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _admission(rendered: Rendered, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    script = rendered.file("node_admission", "node_admission.sh")
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NODE_ADMISSION_DRY_RUN": "1",
-            "NODE_ADMISSION_STORAGE_DIR": str(tmp_path), "NODE_ADMISSION_DATA_DIR": str(tmp_path)}
-    return subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True, text=True, timeout=120)
-
-
-def test_node_admission_marks_a_failing_node_error(rendered: Rendered, tmp_path: Path) -> None:
-    done = _admission(rendered, tmp_path, NODE_ADMISSION_MIN_GB_PER_CORE="0", NODE_TAGS="cpu", NODE_DOMAIN="")
-    lines = done.stdout.splitlines()
-    assert done.returncode == 1
-    assert "FAIL  storage-mount" in lines            # a plain directory is not a shared mount
-    assert "ok    disk-per-core" in lines            # 0 GiB per core required
-    assert "FAIL  traefik-reachable" in lines        # no site domain
-    assert not any("gpu-runtime" in line for line in lines)
-    meta = lines[-1]
-    assert meta.startswith("meta status=error status_reason=") and "storage-mount" in meta and "traefik-reachable" in meta
-
-
-def test_node_admission_checks_gpu_runtime_and_disk_on_gpu_nodes(rendered: Rendered, tmp_path: Path) -> None:
-    done = _admission(rendered, tmp_path, NODE_ADMISSION_MIN_GB_PER_CORE="1000000", NODE_TAGS="gpu")
-    lines = done.stdout.splitlines()
-    assert "FAIL  disk-per-core" in lines and any(line.endswith("gpu-runtime") for line in lines)
-    assert done.returncode == 1 and "disk-per-core" in lines[-1]

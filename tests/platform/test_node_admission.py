@@ -310,3 +310,17 @@ def test_a_token_without_node_write_changes_nothing(admission: Admission, node: 
     denied = _run_task(admission, token="a-token-without-node-write")
     assert denied.returncode == 2 and "403" in denied.stderr, denied.stdout + denied.stderr
     assert admission.double.meta(admission.node.node_id) == before
+
+
+def test_a_gpu_node_without_the_nvidia_runtime_is_refused(admission: Admission, node: str) -> None:
+    """On a node tagged gpu the GPU checks run: this Docker has no nvidia runtime (no GPU here)."""
+    gpu = Admission(double=admission.double, task=admission.task, variable=admission.variable,
+                    region=admission.region, namespace=admission.namespace,
+                    node=Node(node_id=str(uuid.uuid4()), name="ifca-gpu-1", datacenter="ifca",
+                              meta=dict(admission.node.meta, tags="gpu", type="compute")))
+    admission.double.add_node(gpu.node.node_id, gpu.node.meta)
+    done = _run_task(gpu)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"^FAIL\s+gpu-runtime: Docker has no nvidia runtime$", done.stdout, re.M), done.stdout
+    assert admission.double.meta(gpu.node.node_id)["status"] == "error"
+    assert admission.double.meta(gpu.node.node_id)["status_reason"].split(",")[0] == "gpu-runtime"
