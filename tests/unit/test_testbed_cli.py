@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +56,11 @@ def test_up_creates_and_down_removes_the_containers(local_copy: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         assert (local_copy / "secrets.yml").read_text().startswith("$ANSIBLE_VAULT;")
         assert (local_copy / "hosts.yml").exists()
+        # the loopback mirror's Traefik release comes with its pin (role artifacts installs nothing without one)
+        all_vars = yaml.safe_load((local_copy / "hosts.yml").read_text())["all"]["vars"]
+        version = all_vars["traefik_version"]
+        archive = Path(all_vars["ai4os_artifacts_url"]) / "traefik" / f"v{version}" / f"traefik_v{version}_linux_amd64.tar.gz"
+        assert all_vars["artifacts_pins"]["traefik"][version]["amd64"] == hashlib.sha256(archive.read_bytes()).hexdigest()
         for name in names:
             state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
                                    capture_output=True, text=True)

