@@ -40,9 +40,9 @@ def online_checks() -> list[tuple[str, Callable[..., Any]]]:
     Imported here, not at start: openstacksdk alone costs a third of a second.
     """
     from ai4os_kit.cloud import preflight
-    from ai4os_kit.platform import oidc
+    from ai4os_kit.platform import oidc, oscar
 
-    return [("preflight", preflight.online_check), ("oidc", oidc.online_check)]
+    return [("preflight", preflight.online_check), ("oidc", oidc.online_check), ("oscar", oscar.online_check)]
 
 # Packages a command may import that only an extra installs: top-level module -> extra.
 OPTIONAL_PACKAGES: dict[str, str] = {
@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Writes nothing. Exit 2 names every problem with file, key and fix.")
     p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
     p.add_argument("--online", action="store_true",
-                   help="also check the clouds (flavors, images, quotas) and the OIDC issuer over the network")
+                   help="also check the clouds (flavors, images, quotas), the OIDC issuer and the OSCAR clusters "
+                        "over the network")
     p.add_argument("--token", metavar="TOKEN", default=None,
                    help="with --online: an access token of a test account, to check its claims")
     p.set_defaults(func=cmd_check)

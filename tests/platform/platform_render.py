@@ -36,6 +36,7 @@ SECRETS = {
     "ai4os_oidc_oauth2_proxy_cookie_secret": "0123456789abcdef0123456789abcdef",
     "ai4os_oidc_nomad_client_secret": "test-nomad-secret",
     "ai4os_secret_consul_token_traefik": "6a0d1c55-1b8e-4f4e-9d0e-8f7c2f9e1a01",
+    "ai4os_secret_nomad_token_provenance": "9d2f7a10-5b3c-4e8d-a1f6-0c4b8e2d7f35",
 }
 # Written into every test inventory's secrets.yml: the tag that marks the platform's own services
 # for Traefik (roles/traefik constraints) is, by design, in the platform's rendered job files.
@@ -47,7 +48,8 @@ ALL_ON = {
     "ai4os_enable_flower": True,
     "ai4os_enable_vault": True,
     "ai4os_mlflow_backend_store_uri": "sqlite:////mlflow/mlflow.db",
-}
+    "ai4os_enable_oscar": True,
+    "ai4os_oscar_clusters": {"vo.ai4eosc.eu": {"endpoint": "https://inference.example.org", "cluster_id": "oscar-ai4eosc"}
 
 
 def free_port() -> int:

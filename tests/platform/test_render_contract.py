@@ -13,8 +13,8 @@ from platform_render import Rendered, render
 from ai4os_kit.platform import traefik_rules
 from ai4os_kit.platform.contract import Contract, check_files, check_jobs, parse_job
 
-JOBS = ["dashboard", "docuum", "flower", "mlflow", "monitoring", "node-admission", "node-exporter",
-        "oauth2-proxy", "papi", "storage-probe", "vault"]
+JOBS = ["dashboard", "docuum", "drift", "flower", "mlflow", "monitoring", "node-admission", "node-exporter",
+        "oauth2-proxy", "papi", "provenance", "storage-probe", "vault"]
 
 
 def test_every_component_rendered_its_jobs(rendered: Rendered) -> None:

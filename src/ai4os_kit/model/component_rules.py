@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from ai4os_kit.errors import InputError
 from ai4os_kit.paths import ROOT
 
 ROLES_DIR = ROOT / "roles"
+# Settings that moved to another component: old key -> where it lives now.
+MOVED = {"ai4os_papi_oscar_clusters": "ai4os_oscar_clusters (component oscar, ai4os_enable_oscar: true)"}
 MISSING = object()
 DB_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
 
@@ -44,7 +47,7 @@ class Rule:
 
     component: str
     key: str                    # flat key or dotted path (ai4os_oidc.issuer)
-    kind: str                   # required | https | scheme | secret | file | vo_keys | provider_required
+    kind: str                   # see CHECKS (required, https, scheme, secret, file, vo_keys, ...)
     fix: str
     fallback: str | None = None  # key used when `key` is not set
     arg: tuple[str, ...] = ()    # kind-specific argument (schemes, provider name)
@@ -93,9 +96,34 @@ RULES: tuple[Rule, ...] = (
          "ai4os_oidc_oauth2_proxy_cookie_secret"),
     Rule("oidc", "ai4os_oidc_nomad_client_secret", "secret",
          "put the secret of client ai4os_oidc.clients.nomad into secrets.yml as ai4os_oidc_nomad_client_secret"),
-    # papi: per-VO maps must name VOs of ai4os_vos
-    Rule("papi", "ai4os_papi_oscar_clusters", "vo_keys",
-         "key ai4os_papi_oscar_clusters by VO names listed in ai4os_vos"),
+    # oscar: the existing OSCAR cluster of each VO (PAPI's main.yaml oscar.clusters)
+    Rule("oscar", "ai4os_oscar_clusters", "required",
+         "map each VO to its OSCAR cluster, e.g. ai4os_oscar_clusters: {vo.ai4eosc.eu: "
+         "{endpoint: https://inference.example.org, cluster_id: oscar-cluster}} (docs/platform.md, oscar)"),
+    Rule("oscar", "ai4os_oscar_clusters", "vo_keys",
+         "key ai4os_oscar_clusters by VO names listed in ai4os_vos"),
+    Rule("oscar", "ai4os_oscar_clusters", "oscar_clusters",
+         "give each VO {endpoint: https://<OSCAR API host> (no trailing slash), cluster_id: <id>} and optionally "
+         "oidc_group (the group OSCAR admits the VO by) and minio_endpoint (https://...)"),
+    # drift: detector threshold, batch size, where runs and packages come from
+    Rule("drift", "ai4os_drift_alpha", "fraction",
+         "set ai4os_drift_alpha to the p-value below which a feature drifts, a number between 0 and 1 (e.g. 0.01)"),
+    Rule("drift", "ai4os_drift_min_samples", "int_min",
+         "set ai4os_drift_min_samples to a whole number of values per feature, at least 2 (e.g. 20)", arg=("2",)),
+    Rule("drift", "ai4os_drift_reports_kept", "int_min",
+         "set ai4os_drift_reports_kept to how many reports to keep per model, at least 1", arg=("1",)),
+    Rule("drift", "ai4os_drift_mlflow_tracking_uri", "scheme",
+         "use an http:// or https:// MLflow tracking URI, or leave it empty for the platform's MLflow",
+         arg=("http", "https")),
+    Rule("drift", "ai4os_drift_pip_index_url", "https",
+         "use the https:// URL of your package index mirror (the packages' hashes are checked too), or leave it empty"),
+    # provenance: its Nomad read token, what it records, where digests come from
+    Rule("provenance", "ai4os_secret_nomad_token_provenance", "secret",
+         "run `ai4os-kit secrets INVENTORY` (it generates the recorder's Nomad token)"),
+    Rule("provenance", "ai4os_provenance_job_prefixes", "string_list",
+         "list the job name prefixes to record, e.g. [module-] (PAPI's marketplace deployments)"),
+    Rule("provenance", "ai4os_provenance_default_registry", "host_port",
+         "give the registry's API host name (and :port), without https:// or a path, e.g. registry.example.org"),
 )
 
 
@@ -117,13 +145,15 @@ def _check_required(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
     return f"{rule.component} is switched on but {rule.key}{what} is not set" if _is_empty(value) else None
 
 
-def _check_https(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
-    if _is_empty(value):
-        return None
+def _https_problem(value: Any) -> str | None:
     parsed = urlparse(str(value))
     if parsed.scheme != "https" or not parsed.hostname:
         return f"'{value}' is not an https:// URL"
     return None
+
+
+def _check_https(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    return None if _is_empty(value) else _https_problem(value)
 
 
 def _check_scheme(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
@@ -155,6 +185,74 @@ def _check_vo_keys(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
     return f"unknown VO(s) {', '.join(unknown)}" if unknown else None
 
 
+OSCAR_CLUSTER_KEYS = {"endpoint": True, "cluster_id": True, "oidc_group": False, "minio_endpoint": False}
+
+
+def _oscar_cluster_problems(vo: str, cluster: Any) -> list[str]:
+    if not isinstance(cluster, dict):
+        return [f"VO {vo}: expected a mapping with endpoint and cluster_id, got {type(cluster).__name__}"]
+    out = []
+    for key in sorted(set(cluster) - set(OSCAR_CLUSTER_KEYS)):
+        close = difflib.get_close_matches(str(key), list(OSCAR_CLUSTER_KEYS), n=1)
+        out.append(f"VO {vo}: unknown key '{key}'" + (f" (did you mean {close[0]}?)" if close else ""))
+    for key, required in OSCAR_CLUSTER_KEYS.items():
+        value = cluster.get(key)
+        if _is_empty(value) or not isinstance(value, str):
+            if required or key in cluster:
+                out.append(f"VO {vo}: {key} is not set" if _is_empty(value) else f"VO {vo}: {key} must be a string")
+            continue
+        if key.endswith("endpoint"):
+            problem = _https_problem(value)
+            if problem:
+                out.append(f"VO {vo}: {key} {problem}")
+            elif key == "endpoint" and (value.endswith("/") or urlparse(value).query):
+                out.append(f"VO {vo}: endpoint '{value}' ends with '/' or has a query (PAPI appends /system/... to it)")
+    return out
+
+
+def _check_oscar_clusters(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value):
+        return None
+    if not isinstance(value, dict):
+        return f"expected a mapping of VO name to cluster, got {type(value).__name__}"
+    problems = [p for vo, cluster in value.items() for p in _oscar_cluster_problems(str(vo), cluster)]
+    return "; ".join(problems) or None
+
+
+def _check_fraction(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if value is MISSING:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        return f"{value!r} is not a number between 0 and 1"
+    return None
+
+
+def _check_int_min(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if value is MISSING:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < int(rule.arg[0]):
+        return f"{value!r} is not a whole number of at least {rule.arg[0]}"
+    return None
+
+
+def _check_string_list(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if value is MISSING:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        return f"{value!r} is not a non-empty list of non-empty strings"
+    return None
+
+
+def _check_host_port(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
+    if _is_empty(value):
+        return None
+    host, _, port = str(value).rpartition(":") if ":" in str(value) else (str(value), "", "")
+    label = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    if not re.fullmatch(rf"{label}(\.{label})*", host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        return f"'{value}' is not a host name with an optional :port"
+    return None
+
+
 def _check_provider_required(value: Any, rule: Rule, ctx: dict[str, Any]) -> str | None:
     if ctx["provider"] != rule.arg[0] or not _is_empty(value):
         return None
@@ -169,6 +267,11 @@ CHECKS: dict[str, Callable[[Any, Rule, dict[str, Any]], str | None]] = {
     "file": _check_file,
     "vo_keys": _check_vo_keys,
     "provider_required": _check_provider_required,
+    "oscar_clusters": _check_oscar_clusters,
+    "fraction": _check_fraction,
+    "int_min": _check_int_min,
+    "string_list": _check_string_list,
+    "host_port": _check_host_port,
 }
 
 
@@ -195,6 +298,8 @@ def _unknown_setting_errors(platform: dict[str, Any], enabled: set[str], file: s
             continue
         close = difflib.get_close_matches(setting, known, n=1)
         hint = f"did you mean ai4os_{owner}_{close[0]}? " if close else ""
+        if key in MOVED:
+            hint = f"it moved: use {MOVED[key]}; "
         errors.append(InputError(file, key, f"{owner} has no setting '{setting}'",
                                  f"{hint}settings of {owner}: {', '.join(known)} (docs/platform.md)"))
     return errors
