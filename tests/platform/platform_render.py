@@ -49,7 +49,10 @@ ALL_ON = {
     "ai4os_enable_vault": True,
     "ai4os_mlflow_backend_store_uri": "sqlite:////mlflow/mlflow.db",
     "ai4os_enable_oscar": True,
-    "ai4os_oscar_clusters": {"vo.ai4eosc.eu": {"endpoint": "https://inference.example.org", "cluster_id": "oscar-ai4eosc"}
+    "ai4os_oscar_clusters": {"vo.ai4eosc.eu": {"endpoint": "https://inference.example.org", "cluster_id": "oscar-ai4eosc"}},
+    "ai4os_enable_drift": True,
+    "ai4os_enable_provenance": True,
+}
 
 
 def free_port() -> int:
