@@ -15,9 +15,10 @@ from platform_secrets import SUBMIT_SECRETS
 
 TOKEN = "5d2c0e1a-submitting-token-never-printed"
 DB_PASSWORD = "db-password-never-printed"
-# Every component that submits without an external service; oidc is left out because its role
-# reads the issuer's discovery document (test_submission.py runs it against a real OpenID provider).
-COMPONENTS = ["vault", "storage", "mlflow", "papi", "dashboard", "flower", "monitoring", "docuum", "node_admission"]
+# Every component that hands secrets or tokens to its jobs (the others render and submit the same
+# way, without one); oidc is left out because its role reads the issuer's discovery document
+# (test_submission.py runs it against a real OpenID provider).
+COMPONENTS = ["vault", "storage", "mlflow", "papi", "monitoring", "node_admission"]
 
 
 def _private_part(pem: str) -> list[str]:
