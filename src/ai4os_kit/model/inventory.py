@@ -432,8 +432,8 @@ def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Co
     seen_names: dict[str, int] = {}
     seen_domains: dict[str, int] = {}
     networks: list[tuple[int, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
-    for i, site in enumerate(sites):
     seen_nodes: dict[str, tuple[int, int]] = {}
+    for i, site in enumerate(sites):
         name = site["name"]
         if name in seen_names:
             col.add(("ai4os_sites", i, "name"), f"site name '{name}' is used by ai4os_sites[{seen_names[name]}] too",
