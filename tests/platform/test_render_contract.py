@@ -94,7 +94,7 @@ def test_nomad_oidc_login_maps_the_operator_claim(variant: str, list_name: str, 
     assert method["Config"]["BoundAudiences"] == [oidc["clients"]["nomad"]]
     assert method["Config"]["ListClaimMappings"] == {claim: list_name}
     assert rules[0]["Selector"] == f'"{oidc["operators_group"]}" in list.{list_name}'
-    assert rules[0]["BindType"] == "management"
+    assert (rules[0]["BindType"], rules[0]["BindName"]) == ("policy", "ai4os-operators")   # never management
 
 
 # ------------------------------------------------- the checker catches broken jobs

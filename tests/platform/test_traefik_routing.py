@@ -85,7 +85,9 @@ def _pki(tmp: Path) -> dict[str, Path]:
                                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
                               ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("traefik.client")]),
                               # Vault's certificate: the vault role's service_name, as the vault role issues it
-                              ("vault", ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName("vault.service.consul")])):
+                              ("vault", ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName("vault.service.consul")]),
+                              # a Nomad server's HTTPS certificate carries nomad.service.consul (the nomad role)
+                              ("nomad", ExtendedKeyUsageOID.SERVER_AUTH, [x509.DNSName("nomad.service.consul")])):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
                 .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -93,8 +95,8 @@ def _pki(tmp: Path) -> dict[str, Path]:
                 .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False).sign(ca_key, hashes.SHA256()))
         write(name, cert, key)
-    return {n: tmp / f"{n}.pem" for n in ("ca", "server", "client", "vault")} | {
-        f"{n}-key": tmp / f"{n}-key.pem" for n in ("server", "client", "vault")}
+    return {n: tmp / f"{n}.pem" for n in ("ca", "server", "client", "vault", "nomad")} | {
+        f"{n}-key": tmp / f"{n}-key.pem" for n in ("server", "client", "vault", "nomad")}
 
 
 # --- the role's configuration, rendered by Ansible -----------------------------------
@@ -183,7 +185,7 @@ class Backends:
     def __init__(self) -> None:
         self.servers: list[http.server.ThreadingHTTPServer] = []
 
-    def start(self, name: str, tls: tuple[Path, Path] | None = None) -> int:
+    def start(self, name: str, tls: tuple[Path, Path] | None = None, client_ca: Path | None = None) -> int:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 body = f"{name} saw {self.headers['Host']}".encode()
@@ -199,6 +201,9 @@ class Backends:
         if tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(tls[0]), str(tls[1]))
+            if client_ca:               # like Nomad's verify_https_client: a client certificate of the CA
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(str(client_ca))
             server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.servers.append(server)
@@ -414,9 +419,36 @@ def test_platform_services_route_through_the_catalog(ingress: Ingress, platform:
         # Vault: Traefik verifies vault.service.consul on the backend's certificate with the platform CA.
         assert ingress.get(route.host, route.path) == (200, f"{route.backend} saw {route.host}"), name
     assert services["ai4os-vault@consulcatalog"]["loadBalancer"]["serversTransport"] == "ai4os-vault@file"
+    # Admin UIs: after forward-auth, Traefik itself reaches the Nomad and Consul APIs over mutual TLS, and its own UI.
+    for ui, url in (("nomad", "https://nomad.service.consul:4646"), ("consul", "https://consul.service.consul:8501")):
+        balancer = services[f"ai4os-admin-{ui}@consulcatalog"]["loadBalancer"]
+        assert balancer["servers"] == [{"url": url}] and balancer["serversTransport"] == f"ai4os-{ui}-api@file"
+        assert routers[f"ai4os-admin-{ui}@consulcatalog"]["middlewares"] == ["ai4os-admin-auth@consulcatalog"]
+    assert routers["ai4os-admin-traefik@consulcatalog"]["service"] == "api@internal"
+    assert routers["ai4os-admin-traefik@consulcatalog"]["middlewares"] == ["ai4os-admin-auth@consulcatalog"]
 
 
 HOSTILE = "hostile"
+
+
+def test_traefik_reaches_nomad_over_mutual_tls_through_its_transport(ingress: Ingress, backends: Backends,
+                                                                    platform: dict[str, Route]) -> None:
+    """The admin UIs' transport ai4os-nomad-api: Traefik presents its client certificate and verifies
+    nomad.service.consul. A backend standing for Nomad's HTTPS API (which verifies client certificates)
+    is reached through it; the same backend without the transport is refused."""
+    port = backends.start("nomad-api", (ingress.pki["nomad"], ingress.pki["nomad-key"]), client_ca=ingress.pki["ca"])
+    host = f"probe-nomad.{ingress.home_domain}"
+    plain = f"probe-plain.{ingress.home_domain}"
+    tags = ["traefik.enable=true", f"ai4os.platform={PLATFORM_TAG}"]
+    for name, router_host, transport in (("ai4os-probe", host, True), ("ai4os-plain", plain, False)):
+        tags += [f"traefik.http.routers.{name}.rule=Host(`{router_host}`)", f"traefik.http.routers.{name}.service={name}",
+                 f"traefik.http.services.{name}.loadbalancer.server.url=https://127.0.0.1:{port}"]
+        if transport:
+            tags.append(f"traefik.http.services.{name}.loadbalancer.serverstransport=ai4os-nomad-api@file")
+    ingress.consul.register(Instance(name="probe-nomad-api", tags=tags, address="127.0.0.1", port=port))
+    ingress.wait_for(host, "nomad-api")
+    assert ingress.get(host) == (200, f"nomad-api saw {host}")
+    assert ingress.get(plain)[0] == 500          # no client certificate, name not verifiable: refused
 
 
 def test_user_jobs_cannot_claim_platform_routes(ingress: Ingress, backends: Backends, platform: dict[str, Route]) -> None:

@@ -211,7 +211,9 @@ def _check_routers(job: Job, c: Contract, acc: Routers) -> list[Violation]:
             if ep not in c.entrypoints:
                 out.append(Violation(job.name, where, f"entry point '{ep}' is not one of {', '.join(c.entrypoints)}"))
         service = router.get("service")
-        if service and service not in acc.services and service not in acc.consul_names:
+        # <name>@internal: Traefik's own services (api@internal is its API and dashboard).
+        if service and service not in acc.services and service not in acc.consul_names \
+                and not service.endswith("@internal"):
             out.append(Violation(job.name, where, f"service '{service}' is neither a Consul service nor defined by tags"))
     return out
 
