@@ -101,6 +101,8 @@ GENERATED: dict[str, Callable[[str], str]] = {
     **{f"ai4os_secret_consul_token_{name}": _token for name in CONSUL_TOKENS},
     **{f"ai4os_secret_nomad_token_{name}": _token for name in NOMAD_TOKENS},
     **{f"ai4os_secret_nomad_accessor_{name}": _token for name in NOMAD_TOKENS},
+    # Marks the platform's own services for Traefik (roles/traefik constraints).
+    "ai4os_secret_traefik_platform_tag": _cookie_secret,
     **{f"ai4os_secret_papi_{name}": _url_token for name in PAPI_SECRETS},
 }
 CA_KEYS = ("ai4os_secret_ca_key", "ai4os_secret_ca_cert")
