@@ -23,7 +23,6 @@ import bisect
 import calendar
 import datetime as dt
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -173,13 +172,12 @@ def cloud_renderer(ctx: ExportContext, now: int) -> Callable[..., str | None]:
 def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
     """SQL over the store's columns that renders what :func:`cloud_renderer` renders, and its parameters.
 
-    Selects ``(text, owned)``: the record text as the renderer writes it for
-    fields of printable ASCII (what :func:`cloud_text_ok` checks; other rows
-    go through the renderer, which drops what APEL would not take), and 1
-    when the record names an owner. ``printf`` writes the numbers and the
-    configured values in one call; the free text fields (namespace, owner,
-    name) are joined with ``||``, which keeps every character of them for the
-    check. Sites and VOs are bound parameters; rows without a site or a VO
+    Selects ``(text, name, namespace, owner)``: the record text as the
+    renderer writes it where the free text fields are printable ASCII (what
+    :func:`cloud_text_checker` checks; other rows go through the renderer,
+    which drops what APEL would not take), and those fields. ``printf`` writes
+    the numbers and the configured values in one call; the free text fields
+    are joined with ``||`` (printf's ``%s`` would stop at a NUL). Sites and VOs are bound parameters; rows without a site or a VO
     must be filtered out by the query (:func:`_filters`).
     """
     def literal(text: str) -> str:  # a constant inside a printf format
@@ -209,16 +207,32 @@ def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
             f"'LocalGroupId: ' || namespace || char(10) || 'LocalUserId: ' || "
             f"CASE WHEN {owned} THEN owner ELSE 'unknown' END || char(10) || 'MachineName: ' || name || "
             f"printf(:tail, memory_mb, {site}, start_time, {status}, alloc_id, MAX({wall}, 1))")
-    return f"{text}, {owned}", params
+    return f"{text}, name, namespace, owner", params
 
 
-_NOT_RECORD_TEXT = re.compile(r"[^\n -~]")  # outside printable ASCII and the line breaks
+def _printable(text: str | None) -> bool:
+    return text is None or (text.isascii() and text.isprintable())
 
 
-def cloud_text_ok(text: str, owned: int, ctx: ExportContext) -> bool:
-    """Whether SQL's record text holds printable ASCII only, one field a line (else it is rendered in Python)."""
-    lines = 16 + owned + (ctx.cpu_duration == "reserved")
-    return text.count("\n") == lines - 1 and not _NOT_RECORD_TEXT.search(text)
+def cloud_text_checker() -> Callable[[str, str, str | None], bool]:
+    """Whether a row's free text fields (name, namespace, owner) are printable ASCII, so SQL's text is the record.
+
+    Other rows are rendered in Python (:func:`cloud_renderer` drops what APEL
+    would not take). Namespaces and owners repeat: each is checked once.
+    """
+    seen: dict[str | None, bool] = {}
+
+    def ok(name: str, namespace: str, owner: str | None) -> bool:
+        if not (name.isascii() and name.isprintable()):
+            return False
+        for value in (namespace, owner):
+            if value not in seen:
+                seen[value] = _printable(value)
+            if not seen[value]:
+                return False
+        return True
+
+    return ok
 
 
 def render_cloud_usage(usage: Usage, ctx: ExportContext, now: int) -> str | None:
@@ -485,9 +499,11 @@ def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: in
     due = store.count_for_export(store.meta("cursor_apel_cloud"))
     select, params = cloud_sql(ctx, now)
 
+    text_ok = cloud_text_checker()
+
     def build(row: tuple[Any, ...]) -> list[str]:
         text = row[1]
-        if not cloud_text_ok(text, row[2], ctx):  # a field to clean: the Python renderer drops what APEL refuses
+        if not text_ok(row[2], row[3], row[4]):  # a field to clean: the Python renderer drops what APEL refuses
             alloc_id = text.rsplit("\nVMUUID: ", 1)[1].split("\n", 1)[0]
             usage = store.get(alloc_id)
             text = render(*(getattr(usage, _USAGE_FIELD.get(c, c)) for c in CLOUD_COLUMNS)) if usage else None

@@ -20,6 +20,8 @@ from ai4os_kit.accounting.nomad_parse import NodeInfo
 from ai4os_kit.errors import KitError
 
 SCHEMA_VERSION = 1  # rows in insertion order, a unique index on the id: random ids stay cheap to insert
+CACHE = -131072  # SQLite page cache, KiB (negative): 128 MiB
+BULK_CACHE = -32768  # during a first run's bulk load (and the index sort at its end): 32 MiB
 ID_INDEX = "allocations_id"  # the unique index on alloc_id (stores made before it was named have SQLite's own)
 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
@@ -97,7 +99,7 @@ class Store:
             self.db = sqlite3.connect(self.path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a crash of the process; fsync at checkpoints
-            self.db.execute("PRAGMA cache_size=-131072")  # 128 MiB: the allocation-id index of a million rows fits
+            self.db.execute(f"PRAGMA cache_size={CACHE}")  # 128 MiB: the allocation-id index of a million rows fits
             # Checkpoint once the WAL holds 64 MiB, not 4 MiB: an index page that successive commits rewrite is
             # copied into the database once per checkpoint, not once per commit (-20 % wall time on a million rows).
             self.db.execute("PRAGMA wal_autocheckpoint=16384")
@@ -165,13 +167,15 @@ class Store:
         if self.count() or not self._has_index(ID_INDEX):
             return False
         self.db.execute(f"DROP INDEX {ID_INDEX}")
+        self.db.execute(f"PRAGMA cache_size={BULK_CACHE}")  # appending needs little; building the index sorts
         self._bulk = True
         return True
 
     def end_bulk(self) -> None:
         if self._bulk:
             self._bulk = False
-            self.ensure_id_index()
+            self.ensure_id_index()  # SQLite's sorter spills to a temporary file beyond the (small) cache
+            self.db.execute(f"PRAGMA cache_size={CACHE}")
 
     # -- writes
     def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
