@@ -9,14 +9,11 @@ source in tests/data/oscar/api.yml: /health without authentication; /system/info
 
 from __future__ import annotations
 
-import json
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from service_pki import Issued
+from service_pki import Issued, reply, serve_https
 
 
 class OscarStandIn:
@@ -32,11 +29,7 @@ class OscarStandIn:
                                           "secret_key": "user-sk", "region": "us-east-1"},
                        "allowed_image_repositories": []}
         self.requests: list[tuple[str, str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(server_cert.cert), str(server_cert.key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_https(self._handler(), server_cert)
 
     @property
     def endpoint(self) -> str:
@@ -64,13 +57,7 @@ class OscarStandIn:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 standin.requests.append(("GET", self.path))
-                status, payload = standin.respond(self.path, self.headers.get("Authorization") or "")
-                data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, *standin.respond(self.path, self.headers.get("Authorization") or ""))
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -1,12 +1,18 @@
-"""A throw-away certificate authority for the local TLS services of the platform tests:
-server certificates for 127.0.0.1 and client certificates (EC P-256, valid one day)."""
+"""A throw-away certificate authority for the local TLS services of the platform tests (server
+certificates for 127.0.0.1 and client certificates, EC P-256, valid one day) and the HTTPS
+servers the stand-ins and test doubles run."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
+import ssl
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,3 +68,28 @@ class TestCA:
                                                  serialization.NoEncryption()))
         issued.key.chmod(0o600)
         return issued
+
+
+def serve_https(handler: type[BaseHTTPRequestHandler], cert: Issued, client_ca: Path | None = None) -> ThreadingHTTPServer:
+    """A threaded HTTPS server on 127.0.0.1 (a free port) with ``cert``; client certificates
+    required when ``client_ca`` is given. Running in a daemon thread; ``shutdown()`` stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert.cert), str(cert.key))
+    if client_ca:
+        context.load_verify_locations(str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def reply(handler: BaseHTTPRequestHandler, status: int, payload: Any) -> None:
+    """Answer a request: a str as text/plain, anything else as JSON."""
+    text = isinstance(payload, str)
+    data = payload.encode() if text else json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain" if text else "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

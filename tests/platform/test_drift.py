@@ -263,6 +263,30 @@ def test_requirements_pin_every_file() -> None:
         assert "==" in entry.split()[0] and "--hash=sha256:" in entry, entry
 
 
+def test_prometheus_scrapes_it_and_grafana_shows_what_it_exports(rendered: Rendered, drift: Service) -> None:
+    """The monitoring component's scrape job finds the service in the Consul catalog, and every metric
+    the Grafana dashboard queries is one the running service really exports."""
+    import re
+
+    import yaml
+
+    prometheus = yaml.safe_load(rendered.file("monitoring", "prometheus.yml").read_text())
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "drift")
+    assert [(sd["services"], sd["datacenter"]) for sd in job["consul_sd_configs"]] == [(["drift"], "ifca")]
+    assert "scheme" not in job and job.get("metrics_path", "/metrics") == "/metrics"
+
+    token = register(drift.url, "dashboard-model")
+    call(drift.url, "POST", "/v1/ingest/dashboard-model", shifted(), token)
+    exported = set(re.findall(r"^# TYPE (\S+) ", call(drift.url, "GET", "/metrics")[1], re.M))
+    dashboard = json.loads(rendered.file("monitoring", "ai4os-drift.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queries += [v["query"]["query"] for v in dashboard["templating"]["list"]]
+    used = {m for q in queries for m in re.findall(r"\b(ai4os_drift_\w+)", q)}
+    assert used and used <= exported, used - exported
+    hcl = rendered.file("monitoring", "monitoring.nomad.hcl").read_text()
+    assert 'destination     = "local/dashboards/ai4os-drift.json"' in hcl and '"uid": "ai4os-drift"' in hcl
+
+
 # ----------------------------------------------------------------- MLflow (a real tracking server)
 
 MLFLOW = "mlflow==3.17.2"

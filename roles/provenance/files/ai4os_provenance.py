@@ -173,9 +173,13 @@ def prov_document(alloc: dict[str, Any], node: dict[str, Any], registry: Registr
     location = iri(base, "nodes", alloc["NodeID"])
     spec = f"{record}#spec-{job.get('Version', 0)}"
     started = [s.get("StartedAt") for s in (alloc.get("TaskStates") or {}).values() if s.get("StartedAt")]
-    graph: list[dict[str, Any]] = []
+    nodes: dict[str, dict[str, Any]] = {}   # by @id: a resource several tasks use is described once
+
+    def add(node: dict[str, Any]) -> None:
+        nodes.setdefault(node["@id"], node)
+
     used: list[dict[str, str]] = [{"@id": spec}]
-    graph.append({"@id": spec, "@type": "prov:Entity", "ai4os:sha256": spec_hash(job),
+    add({"@id": spec, "@type": "prov:Entity", "ai4os:sha256": spec_hash(job),
                   "ai4os:jobVersion": job.get("Version", 0), "ai4os:jobName": job.get("Name", "")})
     meta = job.get("Meta") or {}
     for group in job.get("TaskGroups") or []:
@@ -190,16 +194,16 @@ def prov_document(alloc: dict[str, Any], node: dict[str, Any], registry: Registr
                             "ai4os:task": task["Name"], "ai4os:digestSource": how}
                 if digest:
                     node_doc["ai4os:imageDigest"] = digest
-                graph.append(node_doc)
+                add(node_doc)
                 used.append({"@id": entity})
             sources = task_sources(task)
             if "doi" in sources:
                 doi = sources["doi"].removeprefix("https://doi.org/")
-                graph.append({"@id": "https://doi.org/" + doi, "@type": "prov:Entity", "ai4os:doi": doi,
+                add({"@id": "https://doi.org/" + doi, "@type": "prov:Entity", "ai4os:doi": doi,
                               "ai4os:role": "dataset"})
                 used.append({"@id": "https://doi.org/" + doi})
             if "storage" in sources:
-                graph.append({"@id": sources["storage"], "@type": "prov:Entity", "ai4os:role": "storage"})
+                add({"@id": sources["storage"], "@type": "prov:Entity", "ai4os:role": "storage"})
                 used.append({"@id": sources["storage"]})
             if "mlflow" in sources:
                 run = sources.get("mlflow_run")
@@ -208,7 +212,7 @@ def prov_document(alloc: dict[str, Any], node: dict[str, Any], registry: Registr
                        "ai4os:mlflowTrackingUri": sources["mlflow"]}
                 if run:
                     doc["ai4os:mlflowRunId"] = run
-                graph.append(doc)
+                add(doc)
                 used.append({"@id": target})
     activity_doc: dict[str, Any] = {
         "@id": activity, "@type": "prov:Activity", "ai4os:namespace": ns, "ai4os:jobID": job_id,
@@ -219,14 +223,14 @@ def prov_document(alloc: dict[str, Any], node: dict[str, Any], registry: Registr
         activity_doc["prov:startedAtTime"] = {"@value": min(started), "@type": "xsd:dateTime"}
     if meta.get("owner"):
         agent = iri(base, "agents", str(meta["owner"]))
-        graph.append({"@id": agent, "@type": "prov:Agent", "ai4os:subject": meta["owner"]})
+        add({"@id": agent, "@type": "prov:Agent", "ai4os:subject": meta["owner"]})
         activity_doc["prov:wasAssociatedWith"] = {"@id": agent}
     if meta.get("title"):
         activity_doc["ai4os:title"] = meta["title"]
-    graph.append(activity_doc)
-    graph.append({"@id": location, "@type": "prov:Location", "ai4os:nodeName": alloc.get("NodeName", ""),
+    add(activity_doc)
+    add({"@id": location, "@type": "prov:Location", "ai4os:nodeName": alloc.get("NodeName", ""),
                   "ai4os:datacenter": node.get("Datacenter", "")})
-    return {"@context": {"prov": PROV, "xsd": XSD, "ai4os": base + "ns#"}, "@graph": graph}
+    return {"@context": {"prov": PROV, "xsd": XSD, "ai4os": base + "ns#"}, "@graph": list(nodes.values())}
 
 
 def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:

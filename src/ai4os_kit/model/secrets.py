@@ -79,7 +79,7 @@ def _cookie_secret(_: str) -> str:
 # The kit's scoped ACL tokens: random secrets of their own (never derived from the
 # bootstrap tokens), issued by the consul and nomad roles, each rotatable alone.
 CONSUL_TOKENS = ("agent", "dns", "nomad_server", "nomad_client", "traefik", "prometheus", "replication")
-NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus")
+NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus", "provenance")
 
 # Credentials PAPI's image refuses to start without (IS_PROD; tests/data/papi/facts.yml): random, so
 # what they unlock (Harbor snapshots, Jenkins catalog refresh, provenance reads, LiteLLM keys) stays off
