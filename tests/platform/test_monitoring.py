@@ -111,7 +111,7 @@ def test_grafana_reads_prometheus_and_trusts_only_traefik(rendered: Rendered) ->
 
 
 def test_tokens_and_certificate_reach_prometheus_through_a_nomad_variable(tmp_path: Path) -> None:
-    inv = make_inventory(tmp_path, {}, dict(SECRETS, **SUBMIT_SECRETS, **PROMETHEUS_SECRETS), gpu_facts=False)
+    inv = make_inventory(tmp_path, {}, {**SECRETS, **SUBMIT_SECRETS, **PROMETHEUS_SECRETS}, gpu_facts=False)
     token = "test-management-token"
     nomad = NomadApiDouble(token)
     extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address, "platform_job_nomad_token": token,
@@ -129,7 +129,8 @@ def test_tokens_and_certificate_reach_prometheus_through_a_nomad_variable(tmp_pa
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
         for secret in PROMETHEUS_SECRETS.values():
             assert secret not in done.stdout
-        missing = make_inventory(tmp_path / "missing", {}, dict(SECRETS, **SUBMIT_SECRETS), gpu_facts=False)
+        without = {k: v for k, v in {**SECRETS, **SUBMIT_SECRETS}.items() if k not in PROMETHEUS_SECRETS}
+        missing = make_inventory(tmp_path / "missing", {}, without, gpu_facts=False)
         refused = render(missing, tmp_path / "out2", extra)
         assert refused.returncode != 0
         assert "ai4os_secret_consul_token_prometheus, ai4os_secret_nomad_token_prometheus missing" in refused.stdout
