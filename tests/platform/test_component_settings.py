@@ -75,7 +75,8 @@ def test_unknown_setting_suggests_the_right_name(platform: dict[str, Any]) -> No
 @pytest.mark.parametrize("secret", sorted(r.key for r in RULES if r.kind == "secret"))
 def test_missing_client_secret(platform: dict[str, Any], secret: str) -> None:
     secrets = {k: v for k, v in SECRETS.items() if k != secret}
-    errors = check_component_settings(platform, {"oidc"}, FILE, secrets=secrets)
+    component = next(r.component for r in RULES if r.key == secret)
+    errors = check_component_settings(platform, {"oidc", component}, FILE, secrets=secrets)
     assert [e.key for e in errors] == [secret]
     assert errors[0].file.endswith("secrets.yml") and "is missing" in errors[0].problem
 
@@ -99,7 +100,7 @@ def test_every_rule_names_a_documented_setting() -> None:
 def test_every_setting_is_documented() -> None:
     docs = (ROOT / "docs" / "platform.md").read_text()
     for component in ("papi", "dashboard", "storage", "flower", "mlflow", "vault", "monitoring", "docuum",
-                      "node_admission", "oidc"):
+                      "node_admission", "oidc", "oscar", "drift", "provenance"):
         for setting in known_settings(component) or []:
             assert f"ai4os_{component}_{setting}" in docs, f"ai4os_{component}_{setting} is not in docs/platform.md"
 
