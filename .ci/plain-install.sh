@@ -46,7 +46,7 @@ step "no extras: an accounting command says which extra it needs (no traceback)"
 if "${kit[@]}" accounting collect --config /nonexistent >"$work/out.txt" 2>&1; then
   echo "FAILED: accounting collect succeeded without the accounting extra" >&2; exit 1
 fi
-grep -q "ai4os-kit\[accounting\]" "$work/out.txt" || { cat "$work/out.txt"; echo "FAILED: no hint at the accounting extra" >&2; exit 1; }
+grep -q "whl\[accounting\]" "$work/out.txt" || { cat "$work/out.txt"; echo "FAILED: no hint at the accounting extra" >&2; exit 1; }
 ! grep -q "Traceback" "$work/out.txt" || { cat "$work/out.txt"; echo "FAILED: traceback" >&2; exit 1; }
 
 acc=("$work/accounting/bin/ai4os-kit")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from ai4os_kit import __version__
 from ai4os_kit.accounting import cli as accounting_cli
 from ai4os_kit.cloud import cli as cloud_cli
+from ai4os_kit.day2 import cli as day2_cli
 from ai4os_kit.errors import InputError, KitError
 from ai4os_kit.model.inventory import copy_inventory, load_inventory
 from ai4os_kit.model.plan import build_plan
@@ -30,7 +31,7 @@ from ai4os_kit.terraform import cli as terraform_cli
 from ai4os_kit.testbed import cli as testbed_cli
 
 # Modules that add commands, in the order of `--help`.
-COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, accounting_cli, contract]
+COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, day2_cli, accounting_cli, contract]
 
 
 
@@ -175,9 +176,14 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     from ai4os_kit.model import secrets
 
     inv = _load(args.inventory)
+    if args.finish_rotation:
+        _say(secrets.finish_rotation(inv.path, args.finish_rotation).replace("INVENTORY", str(args.inventory)))
+        return 0
     created, kept = secrets.ensure_secrets(inv.path, inv.platform["ai4os_platform_name"], rotate=args.rotate)
     for key in created:
         _say(f"generated {key}")
+    if args.rotate:
+        _say("next: " + secrets.next_step(args.rotate).replace("INVENTORY", str(args.inventory)))
     if kept:
         _say(f"kept {len(kept)} existing secret(s) unchanged")
     if not created:
@@ -229,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are never changed unless named with --rotate.")
     p.add_argument("inventory", metavar="INVENTORY", help="inventory directory")
     p.add_argument("--rotate", metavar="NAME", default=None,
-                   help="replace this one secret (e.g. ai4os_secret_consul_gossip_key, or ai4os_secret_ca)")
+                   help="replace this one secret (e.g. ai4os_secret_consul_gossip_key, or ai4os_secret_ca) and say "
+                        "how to apply it; the bootstrap tokens are refused with the procedure by hand")
+    p.add_argument("--finish-rotation", metavar="NAME", default=None,
+                   help="end the rotation of ai4os_secret_ca: the previous CA is no longer kept")
     p.set_defaults(func=cmd_secrets)
 
     for module in COMMAND_MODULES:
@@ -254,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         extra = OPTIONAL_PACKAGES[top]
         print(f"failed: `ai4os-kit {args.command}` needs the Python package '{top}', which this installation "
-              f"lacks; install the kit with its '{extra}' extra: pip install 'ai4os-kit[{extra}]'", file=sys.stderr)
+              f"lacks; install the kit's wheel with its '{extra}' extra: pip install 'ai4os_kit-<version>-py3-none-any.whl[{extra}]'"
+              " (README: Which install for which machine)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
