@@ -144,7 +144,7 @@ CASES = [
          "sites.yml", "ai4os_sites[0].ssh.allowed_cidrs[0]", ("whole internet", "never 0.0.0.0/0")),
     Case("two-site-sources", mutate("sites.yml", setitem(site(0), "cloud", "mycloud")),
          "sites.yml", "ai4os_sites[0]", ("more than one of egi_site / cloud / testbed", "exactly one")),
-    Case("issuer-not-https", replace("platform.yml", "issuer: https://aai.egi.eu", "issuer: http://aai.egi.eu"),
+    Case("issuer-not-https", replace("platform.yml", "issuer: https://login.", "issuer: http://login."),
          "platform.yml", "ai4os_oidc.issuer", ("invalid format", "Issuer URL")),
     Case("count-out-of-range", mutate("sites.yml", setitem(pool(0, 3), "count", -1)),
          "sites.yml", "ai4os_sites[0].pools[3].count", ("out of range",)),
@@ -162,7 +162,7 @@ CASES = [
          "sites.yml", "ai4os_sites[0].egi_site", ("unknown EGI site 'IFCA-LGC2'", "IFCA-LCG2", "ai4os-kit sites")),
     Case("vo-not-offered-at-egi-site", mutate("sites.yml", lambda d: d["ai4os_sites"][0].update(egi_site="CESNET-MCCG2")),
          "sites.yml", "ai4os_sites[0].vo", ("not offered at CESNET-MCCG2", "IFCA-LCG2")),
-    Case("oidc-mapping-for-other-provider", replace("platform.yml", "provider: egi_checkin", "provider: keycloak"),
+    Case("oidc-mapping-for-other-provider", replace("platform.yml", "  keycloak:\n", "  checkin:\n    roles: [member]\n  keycloak:\n"),
          "platform.yml", "ai4os_oidc.checkin", ("Check-in mapping is given but provider is keycloak", "remove ai4os_oidc.checkin")),
     # ---- round 2: type coercions, values YAML changes, contradictions, reserved names, paths, words
     Case("count-as-float", replace("sites.yml", "        count: 3\n", "        count: 3.0\n"),

@@ -12,15 +12,20 @@ from test_platform_rules import test_platform_that_cannot_run_is_refused as refu
 
 
 def _keycloak_operators_are_users(d: dict) -> None:
-    d["ai4os_oidc"].pop("checkin")
     d["ai4os_oidc"].update(provider="keycloak", keycloak={"audience": "ai4os-api", "levels": ["ap-u", "ap-a"]},
                            operators_group="access:vo.imagine-ai.eu:ap-a")
 
 
+def _checkin_operators_are_members(d: dict) -> None:
+    """EGI Check-in directly (possible without PAPI, which reads Keycloak roles only)."""
+    d["ai4os_enable_papi"] = d["ai4os_enable_dashboard"] = False
+    d["ai4os_oidc"].pop("keycloak", None)
+    d["ai4os_oidc"].update(provider="egi_checkin", checkin={"roles": ["member"]},
+                           operators_group="urn:mace:egi.eu:group:vo.ai4eosc.eu:role=member#aai.egi.eu")
+
+
 CASES = [
-    Case("operators-are-checkin-members",
-         mutate("platform.yml", lambda d: d["ai4os_oidc"].update(
-             operators_group="urn:mace:egi.eu:group:vo.ai4eosc.eu:role=member#aai.egi.eu")),
+    Case("operators-are-checkin-members", mutate("platform.yml", _checkin_operators_are_members),
          "platform.yml", "ai4os_oidc.operators_group",
          ("membership entitlement of VO vo.ai4eosc.eu", "every member of the VO would get the Nomad operator policy",
           "only the platform's operators hold")),

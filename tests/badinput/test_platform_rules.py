@@ -11,8 +11,12 @@ from test_bad_inventories import Case, mutate, replace, run_kit, snapshot
 
 
 def _keycloak_with_other_roles(d: dict) -> None:
-    d["ai4os_oidc"].pop("checkin")
     d["ai4os_oidc"].update(provider="keycloak", keycloak={"audience": "ai4os-api", "role_prefix": "group:"})
+
+
+def _papi_with_checkin(d: dict) -> None:
+    d["ai4os_oidc"].pop("keycloak", None)
+    d["ai4os_oidc"].update(provider="egi_checkin", operators_group="urn:mace:egi.eu:group:ops:role=admin#aai.egi.eu")
 
 
 CASES = [
@@ -37,6 +41,9 @@ CASES = [
          "sites.yml", "ai4os_sites[1].location", ("has no pue", "PAPI ranks datacenters", "pue:")),
     Case("papi-keycloak-role-format", mutate("platform.yml", _keycloak_with_other_roles),
          "platform.yml", "ai4os_oidc.keycloak.role_prefix", ("differs from what PAPI reads", "role_prefix: access:")),
+    Case("papi-with-checkin-tokens", mutate("platform.yml", _papi_with_checkin),
+         "platform.yml", "ai4os_oidc.provider", ("PAPI reads VO membership only from roles access:<vo>:<level>",
+                                                "put a Keycloak realm in front of EGI Check-in", "provider: keycloak")),
 ]
 
 

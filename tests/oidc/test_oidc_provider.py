@@ -44,6 +44,11 @@ def plan_for(base: dict[str, Any], issuer: str, provider: str = "egi_checkin", p
     if provider == "keycloak":
         oidc["keycloak"] = {"audience": papi, "role_prefix": "access:", "roles_claim": "realm_access.roles", "levels": ["user"]}
         oidc["operators_group"] = "access:vo.ai4eosc.eu:admin"
+    else:  # EGI Check-in directly (a platform without PAPI): VO entitlements, operators by entitlement
+        oidc.pop("keycloak", None)
+        oidc["checkin"] = {"entitlement_prefix": "urn:mace:egi.eu:group:", "entitlement_authority": "aai.egi.eu",
+                           "roles": ["member", "vm_operator"]}
+        oidc["operators_group"] = "urn:mace:egi.eu:group:vo.ai4eosc.eu:role=platform-admin#aai.egi.eu"
     if ca_file:
         plan["settings"]["ai4os_oidc_ca_file"] = ca_file
     return plan
@@ -148,7 +153,7 @@ def test_unreachable_issuer_is_reported(sample_plan: dict[str, Any]) -> None:
 
 
 def test_claim_mapping_without_a_provider(sample_plan: dict[str, Any]) -> None:
-    mapping = ClaimMapping.from_plan(sample_plan)
+    mapping = ClaimMapping.from_plan(plan_for(sample_plan, "https://aai.egi.eu/auth/realms/egi"))
     claims = {"sub": "x", "eduperson_entitlement": "urn:mace:egi.eu:group:vo.imagine-ai.eu:role=member#aai.egi.eu"}
     assert list(map_claims(claims, mapping).vos) == ["vo.imagine-ai.eu"]
     with pytest.raises(OidcError, match="has no 'eduperson_entitlement' claim"):

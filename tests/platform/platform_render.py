@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from ai4os_kit.model import ansible_inventory
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
@@ -43,6 +44,12 @@ SECRETS = {
 PLATFORM_TAG = {"ai4os_secret_traefik_platform_tag": "test-platform-tag-0123456789abcdef"}
 # The components whose output depends on the provider (the Keycloak rendering renders only these).
 KEYCLOAK_COMPONENTS = ["oidc", "papi", "dashboard", "monitoring"]
+# EGI Check-in directly: possible only without PAPI and the dashboard (PAPI reads Keycloak roles only).
+CHECKIN_WITHOUT_PAPI = {"ai4os_enable_papi": False, "ai4os_enable_dashboard": False}
+CHECKIN = {"provider": "egi_checkin", "issuer": "https://aai.egi.eu/auth/realms/egi",
+           "checkin": {"entitlement_prefix": "urn:mace:egi.eu:group:", "entitlement_authority": "aai.egi.eu",
+                       "roles": ["member", "vm_operator"]},
+           "operators_group": "urn:mace:egi.eu:group:vo.ai4eosc.eu:role=platform-admin#aai.egi.eu"}
 ALL_ON = {
     "ai4os_enable_mlflow": True,
     "ai4os_enable_flower": True,
@@ -139,11 +146,26 @@ def webdav_port() -> int:
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory, webdav_port: int) -> Rendered:
-    """Everything switched on, EGI Check-in, the storage pointing at a local WebDAV port."""
+    """Everything switched on, the sample's Keycloak, the storage pointing at a local WebDAV port."""
     tmp = tmp_path_factory.mktemp("platform")
     overrides = dict(ALL_ON, ai4os_storage_webdav_url=f"https://127.0.0.1:{webdav_port}/remote.php/dav/files/")
     inv = make_inventory(tmp, overrides, SECRETS)
     result = render(inv, tmp / "out")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    plan = build_plan(load_inventory(inv, check_vault=False))
+    return Rendered(inventory=inv, out=tmp / "out", plan=plan,
+                    platform=yaml.safe_load((inv / "platform.yml").read_text()), result=result)
+
+
+@pytest.fixture(scope="session")
+def rendered_checkin(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+    """EGI Check-in directly (entitlements), PAPI and the dashboard off: the OIDC wiring, Vault, monitoring."""
+    tmp = tmp_path_factory.mktemp("platform-checkin")
+    platform = yaml.safe_load((SAMPLE_INVENTORY / "platform.yml").read_text())
+    oidc = {**{k: v for k, v in platform["ai4os_oidc"].items() if k != "keycloak"}, **CHECKIN}
+    inv = make_inventory(tmp, {"ai4os_oidc": oidc, "ai4os_enable_vault": True, **CHECKIN_WITHOUT_PAPI}, SECRETS,
+                         gpu_facts=False)
+    result = render(inv, tmp / "out", {"platform_job_components": ["oidc", "vault", "monitoring"]})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     plan = build_plan(load_inventory(inv, check_vault=False))
     return Rendered(inventory=inv, out=tmp / "out", plan=plan,

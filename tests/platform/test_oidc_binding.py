@@ -17,7 +17,7 @@ import pytest
 from ai4os_kit.paths import ROOT
 
 from nomad_api_double import NomadApiDouble
-from platform_render import SECRETS, make_inventory, render
+from platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
 
 sys.path.insert(0, str(ROOT / "tests" / "oidc"))
 import oidc_op  # noqa: E402
@@ -52,7 +52,8 @@ def test_operator_binding_is_a_policy_and_rules_are_reconciled(request: pytest.F
     oidc = {"provider": "egi_checkin", "issuer": url, "operators_group": "urn:x:operators",
             "clients": {"papi": "ai4os-papi", "dashboard": "ai4os-dashboard", "nomad": "ai4os-nomad",
                         "oauth2_proxy": "ai4os-admin"}}
-    inv = make_inventory(tmp_path, {"ai4os_oidc": oidc, "ai4os_oidc_ca_file": str(ca)}, SECRETS, gpu_facts=False)
+    inv = make_inventory(tmp_path, {"ai4os_oidc": oidc, "ai4os_oidc_ca_file": str(ca), **CHECKIN_WITHOUT_PAPI}, SECRETS,
+                         gpu_facts=False)
     extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address, "platform_job_nomad_token": TOKEN,
              "platform_job_nomad_ca_cert": "", "platform_job_components": ["oidc"]}
     try:
@@ -74,7 +75,8 @@ def test_operator_binding_is_a_policy_and_rules_are_reconciled(request: pytest.F
 
         rule_id = ours[0]["ID"]
         oidc["operators_group"] = "urn:x:admins"
-        changed = make_inventory(tmp_path / "changed", {"ai4os_oidc": oidc, "ai4os_oidc_ca_file": str(ca)}, SECRETS,
+        changed = make_inventory(tmp_path / "changed", {"ai4os_oidc": oidc, "ai4os_oidc_ca_file": str(ca),
+                                                        **CHECKIN_WITHOUT_PAPI}, SECRETS,
                                  gpu_facts=False)
         third = render(changed, tmp_path / "out", dict(extra, ai4os_oidc_nomad_token_ttl="90m"))
         assert third.returncode == 0, third.stdout[-3000:]

@@ -77,11 +77,14 @@ def test_admin_uis_are_behind_forward_auth(rendered: Rendered) -> None:
     proxy = rendered.file("oidc", "oauth2-proxy.nomad.hcl").read_text()
     for ui in ("nomad", "consul", "traefik"):
         assert f"traefik.http.routers.ai4os-admin-{ui}.rule=Host(`{ui}." in proxy
-    assert "--allowed-group=urn:mace:egi.eu:group:vo.ai4eosc.eu:role=platform-admin#aai.egi.eu" in proxy
+    oidc = rendered.platform["ai4os_oidc"]
+    flag = "--allowed-group" if oidc["provider"] == "egi_checkin" else "--allowed-role"   # Keycloak: realm roles
+    assert f"{flag}={oidc['operators_group']}" in proxy
 
 
 @pytest.mark.parametrize(("variant", "list_name", "claim"), [
-    ("rendered", "entitlements", "eduperson_entitlement"),
+    ("rendered_checkin", "entitlements", "eduperson_entitlement"),
+    ("rendered", "roles", "/realm_access/roles"),
     ("rendered_keycloak", "roles", "/realm_access/roles"),
 ])
 def test_nomad_oidc_login_maps_the_operator_claim(variant: str, list_name: str, claim: str,

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from nomad_api_double import NomadApiDouble
-from platform_render import SECRETS, make_inventory, render
+from platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
 from platform_secrets import SUBMIT_SECRETS
 
 COMPONENTS = ["mlflow", "papi", "node_admission"]
@@ -100,8 +100,8 @@ def test_oidc_login_and_forward_auth_are_submitted_once(tmp_path: Path) -> None:
         platform_oidc = {"provider": "egi_checkin", "issuer": op.issuer, "operators_group": "urn:x:operators",
                          "clients": {"papi": "ai4os-papi", "dashboard": "ai4os-dashboard", "nomad": "ai4os-nomad",
                                      "oauth2_proxy": "ai4os-admin"}}
-        inv = make_inventory(tmp_path, {"ai4os_oidc": platform_oidc, "ai4os_oidc_ca_file": str(ca)}, SECRETS,
-                             gpu_facts=False)
+        inv = make_inventory(tmp_path, {"ai4os_oidc": platform_oidc, "ai4os_oidc_ca_file": str(ca), **CHECKIN_WITHOUT_PAPI},
+                             SECRETS, gpu_facts=False)
         extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address,
                  "platform_job_nomad_token": TOKEN, "platform_job_nomad_ca_cert": "", "platform_job_components": ["oidc"]}
         first = render(inv, tmp_path / "out", extra)

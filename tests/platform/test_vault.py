@@ -35,13 +35,13 @@ def _bound_claims(role: dict, plan: dict) -> tuple[str, list[str]]:
     return claim, [v for vo in mapping.vos for v in mapping.expected(vo)]
 
 
-def test_checkin_jwt_role_binds_vo_membership(rendered: Rendered) -> None:
-    role = json.loads(rendered.file("vault", "jwt-role.json").read_text())
-    claim, members = _bound_claims(role, rendered.plan)
+def test_checkin_jwt_role_binds_vo_membership(rendered_checkin: Rendered) -> None:
+    role = json.loads(rendered_checkin.file("vault", "jwt-role.json").read_text())
+    claim, members = _bound_claims(role, rendered_checkin.plan)
     assert role["bound_claims_type"] == "string"
     assert role["bound_claims"] == {claim: members} and claim == "eduperson_entitlement"
-    assert rendered.platform["ai4os_oidc"]["operators_group"] not in members
-    assert role["bound_audiences"] == [rendered.platform["ai4os_oidc"]["clients"]["papi"]]
+    assert rendered_checkin.platform["ai4os_oidc"]["operators_group"] not in members
+    assert role["bound_audiences"] == [rendered_checkin.platform["ai4os_oidc"]["clients"]["papi"]]
 
 
 def test_keycloak_jwt_role_binds_vo_roles(tmp_path: Path) -> None:

@@ -79,6 +79,14 @@ def check_papi(platform: dict[str, Any], sites: list[dict[str, Any]], pcol: Coll
                  "run there) and stops without it",
                  f"list VO {PAPI_IMPORT_VO} in ai4os_vos, or switch PAPI off (ai4os_enable_papi: false)")
     oidc = platform["ai4os_oidc"]
+    if oidc["provider"] != "keycloak":
+        pcol.add(("ai4os_oidc", "provider"),
+                 f"'{oidc['provider']}' tokens carry no Keycloak realm roles, and PAPI reads VO membership only from "
+                 "roles access:<vo>:<level> in realm_access.roles (auth.py:61-69): its authorised routes would "
+                 "refuse every user",
+                 "put a Keycloak realm in front of EGI Check-in that maps VO entitlements to access:<vo>:<level> "
+                 "roles, and set provider: keycloak with that realm as issuer (docs/platform.md, PAPI: Login); "
+                 "or switch PAPI off (ai4os_enable_papi: false)")
     if PAPI_ISSUER_FORBIDDEN.search(oidc["issuer"]):
         pcol.add(("ai4os_oidc", "issuer"),
                  "holds a character PAPI's issuer setting cannot take (white space, quotes, \\, |, & or $)",
