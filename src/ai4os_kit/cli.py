@@ -165,7 +165,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _say(_summary(plan))
     if not args.no_write:
         addresses = current_addresses(plan, inv.path)  # keep the addresses `provision` wrote
-        target = ansible_inventory.write(inv.path, ansible_inventory.render(plan, addresses))
+        target = ansible_inventory.write_plan(inv.path, plan, addresses)
         print(f"wrote the Ansible inventory {target}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

@@ -450,19 +450,21 @@ def _check_sites(platform: dict[str, Any], sites: list[dict[str, Any]], col: _Co
         _check_site_source(i, site, col)
         _check_pools(i, site, namespaces, col)
         for j, pool in enumerate(site["pools"]):
-            longest = node_name(name, pool_name(pool), max(pool["count"], 1))
+            pname = pool_name(pool)
+            longest = node_name(name, pname, max(pool["count"], 1))
             if len(longest) > 63:
                 col.add(("ai4os_sites", i, "pools", j), f"host name '{longest}' is longer than 63 characters",
                         "shorten the site or pool name")
-            for index in range(1, pool["count"] + 1):
-                node = node_name(name, pool_name(pool), index)
-                if node in seen_nodes and seen_nodes[node][0] != i:
-                    k, m = seen_nodes[node]
+            here = (i, j)
+            for index in range(1, pool["count"] + 1):  # once per node: kept to a dict lookup or two
+                node = node_name(name, pname, index)
+                first = seen_nodes.setdefault(node, here)
+                if first[0] != i:
+                    k, m = first
                     col.add(("ai4os_sites", i, "pools", j),
                             f"node name '{node}' is also a node of ai4os_sites[{k}].pools[{m}] (names are <site>-<pool>-<n>)",
                             "rename this pool (name: ...) or one of the two sites so that the names differ")
                     break
-                seen_nodes.setdefault(node, (i, j))
         cidr = (site.get("network") or {}).get("cidr")
         if cidr:
             try:
@@ -600,8 +602,8 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     pcol = _Collector(str(pfile), plines)
     _check_platform(platform, pcol)
     scol = _Collector(str(sfile), slines)
-    if resolve_egi is _DEFAULT:
-        resolve_egi = default_egi_resolver()
+    if resolve_egi is _DEFAULT:  # EGI's site list is read only for an inventory that has EGI sites
+        resolve_egi = default_egi_resolver() if any(s.get("egi_site") for s in sites_doc["ai4os_sites"]) else None
     _check_sites(platform, sites_doc["ai4os_sites"], scol, resolve_egi)
     placement.check_placement(sites_doc["ai4os_sites"], resolution, catalog, scol)
     if "papi" in resolution.enabled:

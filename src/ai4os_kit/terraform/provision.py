@@ -171,7 +171,7 @@ def current_addresses(plan: Mapping[str, Any], inventory: Path) -> dict[str, dic
 
 def write_inventory(plan: Mapping[str, Any], inventory: Path, output: Mapping[str, Any] | None) -> Path:
     addresses = addresses_from_output(plan, output)
-    return ansible_inventory.write(Path(inventory), ansible_inventory.render(dict(plan), addresses))
+    return ansible_inventory.write_plan(Path(inventory), dict(plan), addresses)
 
 
 # ------------------------------------------------------------------ commands
@@ -372,6 +372,6 @@ def destroy(inventory: Path, yes: bool = False, echo: Echo = print, steps: Steps
         return 1
     tf.apply()
     keep_volumes(tf, volumes, echo)
-    target = ansible_inventory.write(Path(inventory), ansible_inventory.render(plan))
+    target = ansible_inventory.write_plan(Path(inventory), plan)
     echo(f"destroyed; {target} no longer has addresses")
     return 0
