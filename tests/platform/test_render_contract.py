@@ -48,14 +48,6 @@ def test_region_is_the_inventory_region_end_to_end(rendered: Rendered) -> None:
     assert re.search(rf'^\s*NOMAD_REGION\s*=\s*"{region}"', papi, re.M)
 
 
-def test_dashboard_tenant_configuration(rendered: Rendered) -> None:
-    tenant = json.loads(rendered.file("dashboard", "tenant.json").read_text())
-    oidc = rendered.plan["platform"]["oidc"]
-    assert tenant["clientId"] == oidc["clients"]["dashboard"] and tenant["issuer"] == oidc["issuer"]
-    assert tenant["apiUrl"] == f"https://api.{rendered.plan['sites'][0]['domain']}"
-    assert tenant["vos"] == [vo["name"] for vo in rendered.plan["platform"]["vos"]]
-
-
 def test_no_secret_reaches_a_rendered_file(rendered: Rendered) -> None:
     from platform_render import SECRETS
 
