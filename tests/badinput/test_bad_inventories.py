@@ -205,6 +205,8 @@ CASES = [
          "platform.yml", "(top level)", ("is a directory, not a file", "remove or rename the directory")),
     Case("platform-file-link-loop", lambda inv: ((inv / "platform.yml").unlink(), (inv / "platform.yml").symlink_to("platform.yml")),
          "platform.yml", "(top level)", ("points back at itself", "replace the link with the file")),
+    Case("image-given-by-tag", replace("platform.yml", "ai4os_allow_unpinned_images: true", "ai4os_allow_unpinned_images: false"),
+         "platform.yml", "ai4os_papi_image", ("is not pinned by digest", "<image>@sha256:<digest>", "ai4os_allow_unpinned_images: true")),
     Case("sites-file-not-utf8", lambda inv: (inv / "sites.yml").write_bytes(b"ai4os_sites:\n  - name: caf\xe9\n"),
          "sites.yml", "(top level)", ("is not UTF-8 text", "save the file as UTF-8")),
 ]

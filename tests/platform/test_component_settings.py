@@ -147,3 +147,17 @@ def test_playbook_stops_when_the_issuer_is_unreachable(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"ai4os_oidc.issuer: https://127.0.0.1:{port}/realms/ai4os does not answer" in text, text[-3000:]
     assert not (tmp_path / "out" / "oidc").exists() and not (tmp_path / "out" / "papi").exists()
+
+
+def test_images_pinned_by_digest_pass_and_tags_are_named() -> None:
+    """Every image setting of a switched-on component must end in @sha256:<digest> unless tags are allowed."""
+    platform = yaml.safe_load((SAMPLE_INVENTORY / "platform.yml").read_text())
+    platform.pop("ai4os_allow_unpinned_images")
+    digest = "@sha256:" + "ab" * 32
+    tagged = {e.key for e in check_component_settings(platform, {"papi", "monitoring"}, "platform.yml")}
+    assert tagged == {"ai4os_papi_image", "ai4os_monitoring_grafana_image", "ai4os_monitoring_prometheus_image",
+                      "ai4os_monitoring_node_exporter_image"}
+    pinned = {key: f"registry.example.org/x{digest}" for key in tagged}
+    assert not check_component_settings({**platform, **pinned}, {"papi", "monitoring"}, "platform.yml")
+    bad = {**platform, **pinned, "ai4os_papi_image": "registry.example.org/x@sha256:abc"}   # a digest cut short
+    assert [e.key for e in check_component_settings(bad, {"papi", "monitoring"}, "platform.yml")] == ["ai4os_papi_image"]

@@ -275,14 +275,51 @@ CHECKS: dict[str, Callable[[Any, Rule, dict[str, Any]], str | None]] = {
 }
 
 
-def known_settings(component: str) -> list[str] | None:
-    """Setting names of a component (keys of <component>_settings in its role defaults)."""
+def default_settings(component: str) -> dict[str, Any] | None:
+    """A component's settings with their defaults (<component>_settings in its role defaults)."""
     defaults = ROLES_DIR / component / "defaults" / "main.yml"
     if not defaults.is_file():
         return None
     data = yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}
     settings = data.get(f"{component}_settings")
-    return sorted(settings) if isinstance(settings, dict) else None
+    return dict(settings) if isinstance(settings, dict) else None
+
+
+def known_settings(component: str) -> list[str] | None:
+    """Setting names of a component (keys of <component>_settings in its role defaults)."""
+    settings = default_settings(component)
+    return sorted(settings) if settings is not None else None
+
+
+# A container image is pinned when its reference ends in a content digest: a tag can be moved
+# to other content by whoever controls the registry, a digest cannot.
+PINNED_IMAGE = re.compile(r"@sha256:[0-9a-f]{64}$")
+ALLOW_UNPINNED = "ai4os_allow_unpinned_images"
+
+
+def _unpinned_image_errors(platform: dict[str, Any], enabled: set[str], file: str) -> list[InputError]:
+    """Every image setting of a switched-on component that is not pinned by digest.
+
+    Settings named ``image`` or ``<x>_image`` count; the value is platform.yml's
+    ``ai4os_<component>_<setting>`` or the role default. ``ai4os_allow_unpinned_images: true``
+    accepts tags (the operator's decision, e.g. until the digests are recorded).
+    """
+    if platform.get(ALLOW_UNPINNED) is True:
+        return []
+    errors = []
+    for component in sorted(enabled):
+        for setting, default in sorted((default_settings(component) or {}).items()):
+            if setting != "image" and not setting.endswith("_image"):
+                continue
+            key = f"ai4os_{component}_{setting}"
+            value = platform.get(key, default)
+            if isinstance(value, str) and value and not PINNED_IMAGE.search(value):
+                errors.append(InputError(
+                    file, key, f"image '{value}' is not pinned by digest: whoever controls the registry can move its "
+                    "tag to other content", f"set {key}: <image>@sha256:<digest> (read the digest with "
+                    "`skopeo inspect docker://<image>` or `docker buildx imagetools inspect <image>`, from a "
+                    f"machine you trust), or accept tags for now with {ALLOW_UNPINNED}: true"))
+    return errors
 
 
 def _unknown_setting_errors(platform: dict[str, Any], enabled: set[str], file: str) -> list[InputError]:
@@ -334,7 +371,7 @@ def check_component_settings(platform: dict[str, Any], enabled: set[str], file: 
         if problem:
             where = str(Path(file).resolve().parent / "secrets.yml") if rule.kind == "secret" else file
             errors.append(InputError(where, rule.key, problem, rule.fix))
-    return errors + _unknown_setting_errors(platform, enabled, file)
+    return errors + _unknown_setting_errors(platform, enabled, file) + _unpinned_image_errors(platform, enabled, file)
 
 
 def main() -> int:
