@@ -17,7 +17,7 @@ description:
     and returns the SHA-256 of each named member. A member name matches with or
     without a leading C(./) and in any directory of the archive when no member has
     that exact path (release archives put binaries at the top or one level down).
-  - Used by the artifacts role on the controller: the digests of the binaries in an
+  - Used by the artifacts role on the controller. The digests of the binaries in an
     archive whose own checksum matched the kit's pin are what the unpacked binaries on
     each host must equal, so an existing binary is verified, never trusted.
   - With O(cache), the result is kept next to the archive under the archive's own

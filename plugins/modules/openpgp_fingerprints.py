@@ -15,7 +15,7 @@ short_description: Fingerprints of the primary keys in an OpenPGP public key fil
 description:
   - Reads an armored (C(.asc)) or binary OpenPGP public key file and returns the
     fingerprint of every primary key (public-key packet, tag 6) in it, computed as
-    RFC 4880 (version 4: SHA-1) and RFC 9580 (version 6: SHA-256) define it.
+    RFC 4880 (SHA-1 for version 4 keys) and RFC 9580 (SHA-256 for version 6 keys) define it.
     Subkeys are not listed. No gpg binary is needed on the host.
   - The artifacts role uses it to check that an apt repository's signing key file
     holds exactly the pinned key before apt is told to trust it.
