@@ -190,9 +190,11 @@ def main() -> None:
           "rules, plan, write = hosts.yml rendered and written; target for 20x5000: < 2 s, < 500 MB")
     for sites, per_site in sizes:
         for _ in range(args.repeat):  # a fresh interpreter per run: its peak RSS is this size's alone
-            out = subprocess.run([sys.executable, __file__, f"{sites}x{per_site}", "--child"],
-                                 check=True, capture_output=True, text=True).stdout
-            print(show(json.loads(out.splitlines()[-1])), flush=True)
+            done = subprocess.run([sys.executable, __file__, f"{sites}x{per_site}", "--child"],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"the run of {sites}x{per_site} failed:\n{done.stderr}")
+            print(show(json.loads(done.stdout.splitlines()[-1])), flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

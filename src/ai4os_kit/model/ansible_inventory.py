@@ -271,8 +271,12 @@ def _members(names: list[str], quoted: dict[str, str]) -> str:
     return "{" + ",\n        ".join(lines) + "}"
 
 
+MERGE_NOTE = ("# A pool's first host holds the variables the pool's nodes share (&<its name>), the other hosts\n"
+              "# merge them (<<: *<that name>); `ansible-inventory -i hosts.yml --host NODE` shows a node's.\n")
+
+
 def _lines(plan: dict[str, Any], addresses: dict[str, dict[str, Any]]) -> Iterator[str]:
-    yield HEADER
+    yield HEADER + MERGE_NOTE
     yield "all:\n  vars:\n" + _block(plan_vars(plan), 4)
     quoted: dict[str, str] = {}
     if plan["nodes"]:
