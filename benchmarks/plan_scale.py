@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = ("10x100", "10x1000", "20x5000")
 POOL_MAX = 999  # schemas/sites.schema.json: a pool holds at most 999 nodes
+SERVER_SITES_KEY = "ai4os_nomad_server_sites"
 STAGES = ("load", "validate", "plan", "write")  # what `ai4os-kit plan` runs; write renders as it writes
 
 
@@ -64,8 +65,8 @@ def generate(target: Path, sites: int, per_site: int) -> None:
     gpus = workers // 4
     out = []
     for i in range(sites):
-        pools: list[dict[str, Any]] = [
-            {"role": "server", "count": 3, "flavor": {"name": "m1.medium"}},
+        pools: list[dict[str, Any]] = [  # servers with public addresses: sites in separate clouds federate
+            {"role": "server", "count": 3, "flavor": {"name": "m1.medium"}, "floating_ip": True},
             {"role": "ingress", "count": 1, "flavor": {"name": "m1.medium"}, "floating_ip": True},
             {"role": "services", "count": 2, "flavor": {"vcpus": 4, "ram_mb": 8192}, "volume_gb": 100},
         ]
@@ -85,7 +86,10 @@ def generate(target: Path, sites: int, per_site: int) -> None:
             "ssh": {"user": "ubuntu", "key_name": "ops", "allowed_cidrs": ["192.0.2.0/24"]},
             "pools": [p for p in pools if p["count"]],
         })
-    (target / "sites.yml").write_text(yaml.safe_dump({"ai4os_sites": out}, sort_keys=False), encoding="utf-8")
+    doc: dict[str, Any] = {"ai4os_sites": out}
+    if SERVER_SITES_KEY in json.loads((ROOT / "schemas" / "sites.schema.json").read_text())["properties"]:
+        doc[SERVER_SITES_KEY] = ["site00"]  # the Nomad region's servers at one home site (when the kit asks)
+    (target / "sites.yml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
 class Clock:
