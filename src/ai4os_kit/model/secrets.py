@@ -10,6 +10,8 @@ secrets.yml (ansible-vault encrypted) holds:
   ai4os_secret_nomad_accessor_<name>  its AccessorID (UUID), replaced with it on --rotate
   ai4os_secret_ca_key                 platform CA private key (PEM, EC P-256)
   ai4os_secret_ca_cert                platform CA certificate (PEM, 10 years)
+  ai4os_secret_ca_cert_previous       the CA certificate before `--rotate ai4os_secret_ca`, trusted
+                                      beside the new one until `--finish-rotation ai4os_secret_ca`
   ai4os_oidc_oauth2_proxy_cookie_secret  cookie secret of the forward-auth proxy (32 characters)
   ai4os_secret_papi_<name>            what PAPI's image needs at start (IS_PROD): PAPI_SECRETS
 Operator-supplied secrets (OIDC client secrets, ...) are kept as they are.
@@ -78,8 +80,8 @@ def _cookie_secret(_: str) -> str:
 
 # The kit's scoped ACL tokens: random secrets of their own (never derived from the
 # bootstrap tokens), issued by the consul and nomad roles, each rotatable alone.
-CONSUL_TOKENS = ("agent", "dns", "nomad_server", "nomad_client", "traefik", "prometheus", "replication")
-NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus", "provenance")
+CONSUL_TOKENS = ("agent", "dns", "nomad_server", "nomad_client", "traefik", "prometheus", "replication", "status")
+NOMAD_TOKENS = ("papi", "node_admission", "accounting", "prometheus", "provenance", "status")
 
 # Credentials PAPI's image refuses to start without (IS_PROD; tests/data/papi/facts.yml): random, so
 # what they unlock (Harbor snapshots, Jenkins catalog refresh, provenance reads, LiteLLM keys) stays off
@@ -112,6 +114,51 @@ ROTATE_WITH: dict[str, tuple[str, ...]] = {
     f"ai4os_secret_nomad_token_{name}": (f"ai4os_secret_nomad_accessor_{name}",) for name in NOMAD_TOKENS
 }
 ROTATABLE = tuple(k for k in GENERATED if not k.startswith("ai4os_secret_nomad_accessor_")) + ("ai4os_secret_ca",)
+CA_PREVIOUS = "ai4os_secret_ca_cert_previous"
+
+# What applies a rotated secret safely (printed after `--rotate`). Gossip keys: the consul and nomad
+# roles install the new key on every agent, make it the one in use, then remove the old one
+# (tasks/day2/keyring.yml); the CA: the new and the previous CA are trusted while upgrade.yml
+# re-issues every node certificate one node at a time; tokens: the roles re-issue that token alone.
+_ROLLING = "ansible-playbook -i INVENTORY/hosts.yml playbooks/upgrade.yml (one node at a time)"
+ROTATION_NEXT: dict[str, str] = {
+    "ai4os_secret_consul_gossip_key": f"apply it with {_ROLLING}: the consul role installs the new gossip key on every "
+                                      "agent, makes it the one in use and removes the old one",
+    "ai4os_secret_nomad_gossip_key": f"apply it with {_ROLLING}: the nomad role installs the new gossip key on every "
+                                     "server, makes it the one in use and removes the old one",
+    "ai4os_secret_ca": f"apply it with {_ROLLING}: every node first trusts both CAs, then gets a certificate of the new "
+                       "one; then `ai4os-kit secrets INVENTORY --finish-rotation ai4os_secret_ca` and the same playbook "
+                       "again, so the previous CA is trusted no more",
+}
+_ISSUED = "apply it with ansible-playbook -i INVENTORY/hosts.yml playbooks/site.yml (or upgrade.yml): the role issues "\
+          "the new token and deletes the old one; then re-run playbooks/platform.yml for the jobs that hold it"
+
+# Secrets the kit cannot replace safely by itself: `--rotate` refuses them and prints the procedure.
+ROTATE_REFUSED: dict[str, str] = {
+    "ai4os_secret_consul_bootstrap_token": (
+        "the Consul bootstrap token is the cluster's management token; Consul allows one bootstrap, so a new value "
+        "would lock the kit out. By hand: (1) with the current token, create a new management token: "
+        "consul acl token create -description 'ai4os-kit management' -policy-name global-management "
+        "-secret $(uuidgen); (2) put its SecretID into secrets.yml as ai4os_secret_consul_bootstrap_token "
+        "(ansible-vault edit INVENTORY/secrets.yml); (3) run playbooks/cluster.yml, which checks the token; "
+        "(4) delete the old token: consul acl token delete -accessor-id <old AccessorID>"),
+    "ai4os_secret_nomad_bootstrap_token": (
+        "the Nomad bootstrap token is the region's management token; Nomad allows one bootstrap, so a new value "
+        "would lock the kit out. By hand: (1) with the current token, create a new management token: "
+        "nomad acl token create -type=management -name='ai4os-kit management'; (2) put its Secret ID into "
+        "secrets.yml as ai4os_secret_nomad_bootstrap_token (ansible-vault edit INVENTORY/secrets.yml); "
+        "(3) run playbooks/cluster.yml, which checks the token; (4) delete the old token: "
+        "nomad acl token delete <old Accessor ID>"),
+}
+
+
+def next_step(key: str) -> str:
+    """How a rotated secret reaches the platform."""
+    if key in ROTATION_NEXT:
+        return ROTATION_NEXT[key]
+    if key.startswith(("ai4os_secret_consul_token_", "ai4os_secret_nomad_token_")):
+        return _ISSUED
+    return "apply it with ansible-playbook -i INVENTORY/hosts.yml playbooks/site.yml (the jobs that hold it are re-submitted)"
 
 
 def _vault(password: bytes) -> Any:
@@ -199,10 +246,21 @@ def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = Non
     """
     if rotate is not None and rotate not in ROTATABLE:
         raise InputError("command line", "--rotate", f"'{rotate}' is not a generated secret",
-                         f"use one of: {', '.join(ROTATABLE)}")
+                         f"use one of: {', '.join(k for k in ROTATABLE if k not in ROTATE_REFUSED)}")
+    if rotate in ROTATE_REFUSED:
+        raise InputError("command line", "--rotate", f"{rotate} is not rotated by the kit; nothing was changed",
+                         ROTATE_REFUSED[rotate])
     file = inventory / SECRETS_FILE
     pw_file, _ = password_file(inventory, create=not file.exists())
     current = read_secrets(inventory, pw_file) if file.exists() else {}
+    if rotate == "ai4os_secret_ca":
+        if current.get(CA_PREVIOUS):
+            raise InputError("command line", "--rotate", "a CA rotation is under way (secrets.yml keeps "
+                             f"{CA_PREVIOUS}); nothing was changed",
+                             "finish it first: run playbooks/upgrade.yml, then `ai4os-kit secrets INVENTORY "
+                             "--finish-rotation ai4os_secret_ca`")
+        if "ai4os_secret_ca_cert" in current:
+            current[CA_PREVIOUS] = current["ai4os_secret_ca_cert"]
     created: list[str] = []
     replaced = {rotate, *ROTATE_WITH.get(rotate or "", ())}
     for key, make in GENERATED.items():
@@ -214,14 +272,35 @@ def ensure_secrets(inventory: Path, platform_name: str, rotate: str | None = Non
         created += list(CA_KEYS)
     kept = sorted(k for k in current if k not in created)
     if created:
-        text = "# Platform secrets (ansible-vault). Generated by `ai4os-kit secrets`.\n" + yaml.safe_dump(current, sort_keys=True)
-        blob = _vault(read_password(pw_file)).encrypt(text.encode())
-        tmp = file.with_suffix(".yml.tmp")
-        try:
-            tmp.unlink(missing_ok=True)  # a left-over may have any mode; the new file is 0600 from the start
-            write_private(tmp, blob)
-            tmp.replace(file)
-        except OSError as exc:
-            raise KitError(f"{file}: cannot be written: {exc}") from None
+        _write(file, pw_file, current)
     link_into_group_vars(inventory)
     return created, kept
+
+
+def _write(file: Path, pw_file: Path, values: dict[str, Any]) -> None:
+    text = "# Platform secrets (ansible-vault). Generated by `ai4os-kit secrets`.\n" + yaml.safe_dump(values, sort_keys=True)
+    blob = _vault(read_password(pw_file)).encrypt(text.encode())
+    tmp = file.with_suffix(".yml.tmp")
+    try:
+        tmp.unlink(missing_ok=True)  # a left-over may have any mode; the new file is 0600 from the start
+        write_private(tmp, blob)
+        tmp.replace(file)
+    except OSError as exc:
+        raise KitError(f"{file}: cannot be written: {exc}") from None
+
+
+def finish_rotation(inventory: Path, name: str) -> str:
+    """End a CA rotation: the previous CA is no longer kept (nor, after the next rolling run, trusted)."""
+    if name != "ai4os_secret_ca":
+        raise InputError("command line", "--finish-rotation", f"'{name}' has no rotation to finish",
+                         "only ai4os_secret_ca is rotated in two steps; the other secrets are done by one run")
+    file = inventory / SECRETS_FILE
+    pw_file, _ = password_file(inventory, create=False)
+    current = read_secrets(inventory, pw_file)
+    if not current.get(CA_PREVIOUS):
+        raise InputError(str(file), CA_PREVIOUS, "no CA rotation is under way; nothing was changed",
+                         "start one with `ai4os-kit secrets INVENTORY --rotate ai4os_secret_ca`")
+    del current[CA_PREVIOUS]
+    _write(file, pw_file, current)
+    return ("the previous CA is no longer kept; run ansible-playbook -i INVENTORY/hosts.yml playbooks/upgrade.yml so "
+            "no node trusts it any more")
