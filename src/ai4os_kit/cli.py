@@ -26,12 +26,12 @@ from ai4os_kit.errors import InputError, KitError
 from ai4os_kit.model.inventory import copy_inventory, load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import PLATFORM_FILE, ROOT
-from ai4os_kit.platform import contract
+from ai4os_kit.platform import cli as platform_cli
 from ai4os_kit.terraform import cli as terraform_cli
 from ai4os_kit.testbed import cli as testbed_cli
 
 # Modules that add commands, in the order of `--help`.
-COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, day2_cli, accounting_cli, contract]
+COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, day2_cli, accounting_cli, platform_cli]
 
 
 

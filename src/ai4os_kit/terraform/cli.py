@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ai4os_kit.terraform import provision
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    from ai4os_kit.terraform import provision  # the cloud libraries load only for these commands
+
     return provision.provision(Path(args.inventory), plan_only=args.plan_only,
                                allow_destroy=args.allow_destroy or (), allow_destroy_all=args.allow_destroy_all)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
+    from ai4os_kit.terraform import provision
+
     return provision.destroy(Path(args.inventory), yes=args.yes)
 
 
