@@ -95,6 +95,7 @@ class Cluster:
                 self.add_node(name, version)
         self.snapshot = os.urandom(2048) if flavor == "nomad" else consul_snapshot_archive(os.urandom(2048))
         self.restored: list[bytes] = []
+        self.digest_override: str | None = None  # a Digest header that does not match (a corrupted transfer)
         self.keys: list[str] = [gossip_key] if gossip_key else []  # primary first
         self.jobs: dict[str, dict[str, Any]] = {}
         self.drain_polls = 2  # reads of a draining node before its drain completes
@@ -200,7 +201,8 @@ class Cluster:
 
     def _snapshot(self, method: str, body: bytes, digest: bool) -> tuple[int, Any, dict[str, str]]:
         if method == "GET":
-            headers = {"Digest": "sha-256=" + base64.b64encode(hashlib.sha256(self.snapshot).digest()).decode()} \
+            headers = {"Digest": self.digest_override or
+                       "sha-256=" + base64.b64encode(hashlib.sha256(self.snapshot).digest()).decode()} \
                 if digest else {"X-Consul-Index": "200"}
             return 200, self.snapshot, headers
         self.restored.append(body)
@@ -212,7 +214,7 @@ class Cluster:
         common = self._common(agent, method, path)
         if common:
             return common
-        data = json.loads(body) if body else {}
+        data = json.loads(body) if body and path != "/v1/operator/snapshot" else {}
         if path == "/v1/agent/self":
             version = self.members[agent.name]["Version"]
             return 200, {"config": {"Region": self.region, "Datacenter": self.datacenter, "NodeName": agent.name,

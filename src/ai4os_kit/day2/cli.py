@@ -194,7 +194,8 @@ def _node_facts(inventory: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="ai4os-status-") as tmp:
         out = Path(tmp) / "nodes.json"
-        playbook.run(inventory, "status.yml", {"day2_status_out": str(out)}, shlex.split(args.ansible_args))
+        playbook.run(inventory, "status.yml", {"day2_status_out": str(out)}, shlex.split(args.ansible_args),
+                     to_stderr=args.json)
         found = json.loads(out.read_text()) if out.is_file() else {}
     return {name: found.get(name) for name in playbook.inventory_hosts(inventory)}
 

@@ -68,8 +68,10 @@ def ansible_playbook() -> str:
     return found
 
 
-def run(inventory: Path, playbook: str, extra: dict[str, Any] | None = None, ansible_args: Sequence[str] = ()) -> int:
-    """ansible-playbook -i <inventory>/hosts.yml playbooks/<playbook> [-e <extra>] [ansible_args]; its exit code."""
+def run(inventory: Path, playbook: str, extra: dict[str, Any] | None = None, ansible_args: Sequence[str] = (),
+        to_stderr: bool = False) -> int:
+    """ansible-playbook -i <inventory>/hosts.yml playbooks/<playbook> [-e <extra>] [ansible_args]; its exit code.
+    to_stderr: its output goes to stderr (stdout is the command's own, e.g. JSON)."""
     inventory = Path(inventory).resolve()
     root = checkout_path("playbooks").parent
     argv = [ansible_playbook(), "-i", str(hosts_file(inventory)), str(root / "playbooks" / playbook)]
@@ -80,5 +82,6 @@ def run(inventory: Path, playbook: str, extra: dict[str, Any] | None = None, ans
     password = inventory / PASS_FILE
     if VAULT_PASSWORD_ENV not in env and password.is_file():
         env[VAULT_PASSWORD_ENV] = str(password)
-    print("== " + shlex.join(argv), flush=True)
-    return subprocess.run(argv, env=env, cwd=root, check=False).returncode
+    out = sys.stderr if to_stderr else sys.stdout
+    print("== " + shlex.join(argv), file=out, flush=True)
+    return subprocess.run(argv, env=env, cwd=root, check=False, stdout=out.fileno()).returncode
