@@ -116,7 +116,7 @@ def test_node_pool_validation_rejects_bad_input(terraform: str, tmp_path: Path, 
 def test_site_gives_each_pool_the_security_groups_of_its_role(terraform: str, sample_plan: dict[str, Any],
                                                              tmp_path: Path) -> None:
     args = render.render_root(sample_plan, tmp_path / "root")["module"]["site_ifca"]
-    variables = {k: v for k, v in args.items() if k not in ("source", "providers")}
+    variables = tfharness.site_variables(args, sample_plan)
     values = tfharness.evaluate_locals(MODULES / "site", variables, tmp_path / "eval")
     assert isinstance(values, dict)
     assert values["pool_secgroups"] == {p: [f"demo-ifca-{p}"] for p in ("cpu", "gpu", "ingress", "server", "services")}
@@ -132,7 +132,7 @@ def test_site_gives_each_pool_the_security_groups_of_its_role(terraform: str, sa
 def test_site_validation_rejects_inconsistent_arguments(terraform: str, sample_plan: dict[str, Any], tmp_path: Path,
                                                         change: Any, message: str) -> None:
     args = render.render_root(sample_plan, tmp_path / "root")["module"]["site_ifca"]
-    variables = {k: v for k, v in args.items() if k not in ("source", "providers")}
+    variables = tfharness.site_variables(args, sample_plan)
     change(variables)
     proc = tfharness.evaluate_locals(MODULES / "site", variables, tmp_path / "eval", check=False)
     assert not isinstance(proc, dict)
@@ -164,7 +164,8 @@ def test_inventory_output_reaches_private_nodes_through_the_bastion(terraform: s
     inv = _apply_inventory(tmp_path, {"site": "s", "ssh_user": "ubuntu", "bastion": "s-ingress-1", "hosts": HOSTS})
     assert inv["bastion"] == {"name": "s-ingress-1", "address": "203.0.113.7"}
     assert inv["hosts"]["s-ingress-1"]["ansible_host"] == "203.0.113.7"
-    assert inv["hosts"]["s-ingress-1"]["vars"] == {"ansible_user": "ubuntu"}
+    # reached directly; its public address is what the roles advertise across sites
+    assert inv["hosts"]["s-ingress-1"]["vars"] == {"ansible_user": "ubuntu", "ai4os_node_public_address": "203.0.113.7"}
     cpu = inv["hosts"]["s-cpu-1"]
     assert cpu["ansible_host"] == "10.0.0.6" and cpu["floating_ip"] is None
     assert cpu["vars"] == {"ansible_user": "ubuntu", "ansible_ssh_common_args": "-o ProxyJump=ubuntu@203.0.113.7"}

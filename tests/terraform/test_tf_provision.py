@@ -50,6 +50,14 @@ def _volumes(plan: Mapping[str, Any]) -> int:
     return sum(1 for n in plan["nodes"] if n["volume"] and n["site"] != "local")
 
 
+def _routers(plan: Mapping[str, Any]) -> int:
+    """The test double's stand-ins for the routers of created networks."""
+    return sum(1 for s in plan["sites"] if not s["testbed"] and s["network"]["create"])
+
+
+CONNECTION = ("ansible_", "ai4os_node_public_address")  # what provision adds to the plan's host variables
+
+
 @pytest.fixture
 def fake_site(tmp_path: Path, terraform: str) -> Path:
     return tfharness.fake_site_module(tmp_path / "fake_site")
@@ -70,23 +78,24 @@ def test_provision_writes_the_inventory_from_terraforms_output(sample_inventory:
     assert sorted(hosts["hosts"]) == sorted(plain["hosts"])
     for site in plan["sites"]:
         bastion = hosts["hosts"][site["bastion"]]
-        assert bastion["ansible_host"].startswith("203.0.113.")
+        assert bastion["ansible_host"].startswith("198.18.")
         for node in (n for n in plan["nodes"] if n["site"] == site["name"]):
             hv = hosts["hosts"][node["name"]]
-            assert {k: v for k, v in hv.items() if not k.startswith("ansible_")} == plain["hosts"][node["name"]]
+            assert {k: v for k, v in hv.items() if not k.startswith(CONNECTION)} == plain["hosts"][node["name"]]
             assert hv["ansible_user"] == site["ssh"]["user"]
             if node["floating_ip"]:
                 assert "ansible_ssh_common_args" not in hv
+                assert hv["ai4os_node_public_address"] == hv["ansible_host"]
             else:
                 assert hv["ansible_host"].startswith(site["network"]["cidr"].rsplit(".", 1)[0] + ".")
                 assert hv["ansible_ssh_common_args"] == f"-o ProxyJump=ubuntu@{bastion['ansible_host']}"
     # The test double has one terraform_data per node and one per data volume.
-    assert any(f"Plan: {len(plan['nodes']) + _volumes(plan)} to add" in line for line in lines)
+    assert any(f"Plan: {len(plan['nodes']) + _volumes(plan) + _routers(plan)} to add" in line for line in lines)
     assert any(line.startswith("  done: module.site_ifca.terraform_data.node") for line in lines)
     assert lines[-1] == f"wrote the Ansible inventory {sample_inventory / 'hosts.yml'}"
     # Commands that rewrite hosts.yml can keep the addresses (from `terraform output`).
     current = provision.current_addresses(plan, sample_inventory)
-    assert current == {name: {k: v for k, v in hv.items() if k.startswith("ansible_")}
+    assert current == {name: {k: v for k, v in hv.items() if k.startswith(CONNECTION)}
                        for name, hv in hosts["hosts"].items()}
     # A second run changes nothing and writes the same inventory.
     before = (sample_inventory / "hosts.yml").read_text()
@@ -100,7 +109,8 @@ def test_plan_only_changes_nothing(sample_inventory: Path, fake_site: Path) -> N
     lines: list[str] = []
     provision.provision(sample_inventory, plan_only=True, echo=lines.append, steps=_double_steps(fake_site))
     plan = provision.load_plan(sample_inventory)
-    assert lines[-1] == f"plan only: {len(plan['nodes']) + _volumes(plan)} to add, 0 to change, 0 to destroy; nothing was changed"
+    assert lines[-1] == (f"plan only: {len(plan['nodes']) + _volumes(plan) + _routers(plan)} to add, 0 to change, "
+                         "0 to destroy; nothing was changed")
     assert not (sample_inventory / "hosts.yml").exists()
     assert not (sample_inventory / "terraform" / "terraform.tfstate").exists()
 
@@ -117,7 +127,7 @@ def test_destroy_asks_and_only_yes_destroys(sample_inventory: Path, fake_site: P
     assert provision.destroy(sample_inventory, echo=lines.append, steps=steps,
                              ask=lambda q: questions.append(q) or "yes") == 0
     plan = provision.load_plan(sample_inventory)
-    assert questions and f"Destroy {len(plan['nodes'])} resource(s)" in questions[0]  # the data volumes stay
+    assert questions and f"Destroy {len(plan['nodes']) + _routers(plan)} resource(s)" in questions[0]  # the data volumes stay
     assert sum(line.startswith("kept the data volume ") for line in lines) == _volumes(plan)
     assert not json.loads(state.read_text())["resources"]
     assert all("ansible_host" not in hv for hv in _hosts(sample_inventory)["hosts"].values())

@@ -221,7 +221,8 @@ def _literal_rules(plan: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for call in root["module"].values():
         groups = {n: {"description": g["description"], "rules": g["rules"]} for n, g in call["secgroups"].items()}
-        values = tfharness.evaluate_locals(MODULES / "secgroups", {"groups": groups}, tmp_path / call["site"])
+        variables = {"groups": groups, "public_addresses": tfharness.public_addresses(plan)}
+        values = tfharness.evaluate_locals(MODULES / "secgroups", variables, tmp_path / call["site"])
         for index, rule in enumerate(values["rules"].values()):
             resources[f"{call['site']}_{index}"] = {
                 "security_group_id": rule["group"], "direction": rule["direction"], "ethertype": rule["ethertype"],

@@ -73,12 +73,18 @@ def evaluate_locals(module: Path, variables: dict[str, Any], workdir: Path,
 
 
 def fake_site_module(target: Path) -> Path:
-    """TEST DOUBLE of modules/site: real variables/locals and inventory module, terraform_data addresses."""
+    """TEST DOUBLE of modules/site: real variables/locals, inventory module and secgroups expressions,
+    terraform_data addresses."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("variables.tf", "locals.tf"):
         shutil.copy(MODULES / "site" / name, target / name)
     shutil.copy(FIXTURES / "fake_site" / "main.tf", target / "main.tf")
     shutil.copytree(MODULES / "inventory", target / "inventory", dirs_exist_ok=True)
+    secgroups = target / "secgroups"  # the real expressions, without the OpenStack resources
+    secgroups.mkdir(exist_ok=True)
+    for name in ("variables.tf", "locals.tf"):
+        shutil.copy(MODULES / "secgroups" / name, secgroups / name)
+    (secgroups / "outputs.tf").write_text('output "rules" {\n  value = local.rules\n}\n', encoding="utf-8")
     return target
 
 
@@ -91,3 +97,21 @@ def strip_openstack(root: dict[str, Any], fake_source: Path) -> dict[str, Any]:
         call.pop("providers", None)
         call["source"] = str(fake_source)
     return root
+
+
+def public_addresses(plan: dict[str, Any]) -> dict[str, str]:
+    """Addresses standing in for the floating IPs and created routers Terraform reports (198.18.0.0/15, a
+    test range), keyed as modules/site's public_addresses output keys them."""
+    cloud = [s for s in plan["sites"] if not s["testbed"]]
+    names = [n["name"] for n in plan["nodes"] if n["floating_ip"] and any(n["site"] == s["name"] for s in cloud)]
+    names += [f"{s['name']}-router" for s in cloud if s["network"]["create"]]
+    return {name: f"198.18.0.{i}" for i, name in enumerate(sorted(names), start=1)}
+
+
+def site_variables(call: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """A rendered site module call's arguments as the module's variables: the root's local of every
+    site's public addresses (an expression) replaced by stand-in addresses."""
+    variables = {k: v for k, v in call.items() if k not in ("source", "providers")}
+    if "public_addresses" in variables:
+        variables["public_addresses"] = public_addresses(plan)
+    return variables

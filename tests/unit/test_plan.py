@@ -54,10 +54,12 @@ def test_groups(sample_inventory: Path) -> None:
 
 def test_certificates_follow_region_and_datacenter(sample_inventory: Path) -> None:
     nodes = {n["name"]: n for n in sample_plan(sample_inventory)["nodes"]}
-    certs = {c["name"]: c for c in nodes["cesnet-server-1"]["certs"]}
-    assert certs["cesnet-server-1-nomad"]["common_name"] == "server.ai4os.nomad"
-    assert certs["cesnet-server-1-consul"]["common_name"] == "server.cesnet.consul"
-    assert "cesnet-server-1" in certs["cesnet-server-1-nomad"]["sans"]
+    certs = {c["name"]: c for c in nodes["ifca-server-1"]["certs"]}
+    assert certs["ifca-server-1-nomad"]["common_name"] == "server.ai4os.nomad"
+    assert certs["ifca-server-1-consul"]["common_name"] == "server.ifca.consul"
+    assert "ifca-server-1" in certs["ifca-server-1-nomad"]["sans"]
+    # cesnet's server node is its datacenter's Consul server only: no Nomad certificate
+    assert [c["common_name"] for c in nodes["cesnet-server-1"]["certs"]] == ["server.cesnet.consul"]
     client = {c["name"]: c for c in nodes["ifca-cpu-1"]["certs"]}
     assert client["ifca-cpu-1-nomad"]["common_name"] == "client.ai4os.nomad"
 
@@ -78,8 +80,10 @@ def test_security_groups_come_only_from_the_port_table(sample_inventory: Path) -
 def test_federation_and_site_rules(sample_inventory: Path) -> None:
     plan = sample_plan(sample_inventory)
     server = next(g for g in plan["secgroups"]["ifca"] if g["role"] == "server")
-    wan = {r["remote_cidr"] for r in server["rules"] if r["port_min"] == 8302 and r["protocol"] == "udp"}
-    assert wan == {"10.10.0.0/24", "10.20.0.0/24"}
+    wan = {(r["remote_cidr"], r["remote_address"]) for r in server["rules"] if r["port_min"] == 8302 and r["protocol"] == "udp"}
+    # the site's own servers on their private addresses, every Consul server of every site on its public one
+    assert wan == {("10.10.0.0/24", None)} | {(None, n) for n in plan["groups"]["consul_servers"]}
+    assert not any(r["remote_cidr"] == "10.20.0.0/24" for r in server["rules"]), "no rule names another site's private CIDR"
     ssh = [r for g in plan["secgroups"]["ifca"] for r in g["rules"] if r["port_min"] == 22]
     assert {r["remote_cidr"] for r in ssh if r["port_name"] == "ssh-bastion"} == {"192.0.2.0/24"}
     assert all(ipaddress.ip_network(r["remote_cidr"]).prefixlen > 0 for r in ssh)

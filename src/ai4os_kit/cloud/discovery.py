@@ -138,6 +138,8 @@ def site_addresses(site: Mapping[str, Any], nodes: list[DiscoveredNode]) -> dict
         host_vars: dict[str, Any] = {"ansible_user": user}
         if node.floating_ip is None:
             host_vars["ansible_ssh_common_args"] = jump
+        else:  # what the roles advertise across sites (docs/federation.md)
+            host_vars["ai4os_node_public_address"] = node.floating_ip
         host = {"ansible_host": node.floating_ip or node.private_ip, "vars": host_vars}
         out[node.name] = connection_vars(host)
     return out

@@ -14,7 +14,7 @@ from ai4os_kit.errors import InputError
 from ai4os_kit.paths import CATALOG_FILE
 
 LAYERS = ("host", "cluster", "platform")
-EXPOSURES = ("public", "operator", "federation", "site", "ingress", "localhost")
+EXPOSURES = ("public", "operator", "wan_servers", "wan_nodes", "site", "ingress", "localhost")
 NODE_ROLES = ("server", "ingress", "services", "cpu", "gpu", "tryme", "batch")
 
 

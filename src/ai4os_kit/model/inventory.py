@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jsonschema
 
 from ai4os_kit.errors import InputError, InputErrors
-from ai4os_kit.model import component_rules, egi_sites, oidc_claims, placement, secrets
+from ai4os_kit.model import component_rules, egi_sites, oidc_claims, placement, secrets, topology
 from ai4os_kit.model.catalog import (
     Component,
     Resolution,
@@ -63,6 +63,8 @@ class Inventory:
     catalog: dict[str, Component]
     platform_lines: dict[KeyPath, int] = field(default_factory=dict)
     sites_lines: dict[KeyPath, int] = field(default_factory=dict)
+    # Sites whose server nodes are the Nomad region's servers (sites.yml ai4os_nomad_server_sites).
+    nomad_server_sites: list[str] = field(default_factory=list)
 
     @property
     def platform_file(self) -> Path:
@@ -409,8 +411,8 @@ def _check_pools(i: int, site: dict[str, Any], vo_namespaces: set[str], col: _Co
         if pool.get("namespaces") and role in ("server", "ingress"):
             col.add(base + ("namespaces",), f"'{role}' nodes run no user jobs", "remove namespaces from this pool")
     if servers not in VALID_SERVER_COUNTS:
-        col.add(("ai4os_sites", i, "pools"), f"site '{site['name']}' has {servers} server node(s); Consul and Nomad need 1, 3 or 5 for a quorum",
-                "set the server pool's count to 1, 3 or 5")
+        col.add(("ai4os_sites", i, "pools"), f"site '{site['name']}' has {servers} server node(s); the site's Consul "
+                "datacenter needs 1, 3 or 5 servers for a quorum", "set the server pool's count to 1, 3 or 5")
     if ingress < 1:
         col.add(("ai4os_sites", i, "pools"), f"site '{site['name']}' has no ingress node",
                 "add a pool {role: ingress, count: 1, floating_ip: true}")
@@ -605,6 +607,7 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     if resolve_egi is _DEFAULT:  # EGI's site list is read only for an inventory that has EGI sites
         resolve_egi = default_egi_resolver() if any(s.get("egi_site") for s in sites_doc["ai4os_sites"]) else None
     _check_sites(platform, sites_doc["ai4os_sites"], scol, resolve_egi)
+    topology.check_topology(sites_doc, scol)
     placement.check_placement(sites_doc["ai4os_sites"], resolution, catalog, scol)
     if "papi" in resolution.enabled:
         placement.check_papi(platform, sites_doc["ai4os_sites"], pcol, scol)
@@ -615,7 +618,8 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     if errors:
         raise InputErrors(errors)
     return Inventory(path=root, platform=platform, sites=sites_doc["ai4os_sites"], resolution=resolution,
-                     catalog=catalog, platform_lines=plines, sites_lines=slines)
+                     catalog=catalog, platform_lines=plines, sites_lines=slines,
+                     nomad_server_sites=topology.nomad_server_sites(sites_doc))
 
 
 __all__ = ["Inventory", "load_inventory", "copy_inventory", "site_domain", "pool_name", "component_flags"]

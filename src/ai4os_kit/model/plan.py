@@ -19,6 +19,7 @@ from ai4os_kit.model.catalog import NODE_ROLES, Component
 from ai4os_kit.model.inventory import ENABLE_PREFIX, Inventory, pool_name, site_domain
 from ai4os_kit.model.node_contract import node_name
 from ai4os_kit.model.placement import PLATFORM_NAMESPACE
+from ai4os_kit.model.topology import multi_site
 from ai4os_kit.paths import CATALOG_FILE
 
 NODE_TYPE = {
@@ -105,19 +106,29 @@ def node_certs(name: str, role: str, datacenter: str, region: str) -> list[dict[
     return _certs(name, *_common_names(role, datacenter, region))
 
 
-def _node_groups(site: str, role: str, enabled: list[Component]) -> list[str]:
+def _node_groups(site: str, role: str, enabled: list[Component], nomad_servers: bool = True) -> list[str]:
+    """A node's inventory groups. A server node of a site that hosts no Nomad server
+    (``nomad_servers`` false) is its datacenter's Consul server only: no Nomad agent."""
     groups = [role, f"site_{site}"]
     if role == "server":
-        groups += ["consul_servers", "nomad_servers"]
+        groups += ["consul_servers", "nomad_servers"] if nomad_servers else ["consul_servers"]
     else:
         groups += ["consul_clients", "nomad_clients"]
-    groups += [c.name for c in enabled if c.lands_on(role)]
+    groups += [c.name for c in enabled if c.lands_on(role) and (nomad_servers or not _nomad_only(c.name, role))]
     return groups
 
 
+def _nomad_only(component: str, role: str) -> bool:
+    """What only a Nomad server runs on a server node (absent on a Consul-only server)."""
+    return component == "nomad" and role == "server"
+
+
 def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: list[Component],
-                    groups: dict[str, list[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                    groups: dict[str, list[str]], nomad_servers: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The nodes and pool entries of one site; adds the nodes to ``groups``.
+
+    ``nomad_servers``: the site's server nodes are Nomad servers too (sites.yml
+    ai4os_nomad_server_sites), else only its Consul datacenter's servers.
 
     What is the same for every node of a pool (groups, meta, devices, flavor, volume,
     consul, certificate names) is computed once per pool and shared by the pool's nodes
@@ -136,10 +147,12 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
         pname = pool_name(pool)
         namespaces = list(pool.get("namespaces") or all_namespaces)
         is_server = role == "server"
+        nomad_server = is_server and nomad_servers
+        consul_only = is_server and not nomad_servers  # holds no Nomad certificate either
         volume_gb = int(pool.get("volume_gb") or 0)
         floating_ip = bool(pool.get("floating_ip"))
         flavor = _flavor(pool)
-        node_groups = _node_groups(datacenter, role, enabled)
+        node_groups = _node_groups(datacenter, role, enabled, nomad_servers)
         # The meta contract (docs/plan-format.md lists each key's consumer): PAPI's job
         # templates constrain on type, namespace and status and prefer tags=cpu for CPU jobs;
         # its routers name hosts <svc>-<id>.<domain>-<VO domain>, so domain is the site's
@@ -169,13 +182,13 @@ def _nodes_for_site(site: dict[str, Any], platform: dict[str, Any], enabled: lis
                 "datacenter": datacenter,
                 "groups": node_groups,
                 "consul": consul,
-                "nomad": {"server": is_server, "client": not is_server, "node_class": node_class,
+                "nomad": {"server": nomad_server, "client": not is_server, "node_class": node_class,
                           "meta": meta, "devices": devices},
                 "volume": volume,
                 "floating_ip": floating_ip,
                 "bastion": bastion,
                 "flavor": flavor,
-                "certs": _certs(name, consul_cn, nomad_cn),
+                "certs": _certs(name, consul_cn, nomad_cn)[:1] if consul_only else _certs(name, consul_cn, nomad_cn),
             })
             pool_nodes.append(name)
         for group in node_groups:
@@ -212,7 +225,8 @@ def _site_entry(site: dict[str, Any], platform: dict[str, Any], pools: list[dict
         "region": site.get("region"),
         "location": dict(site.get("location") or {}),
         "network": {"create": bool(network.get("create")), "existing": network.get("existing"),
-                    "cidr": network.get("cidr"), "external": network.get("external")},
+                    "cidr": network.get("cidr"), "external": network.get("external"),
+                    "outbound_addresses": list(network.get("outbound_addresses") or [])},
         "image": {"name": image.get("name"), "properties": dict(image.get("properties") or {})},
         "ssh": {"user": ssh.get("user"), "key_name": ssh.get("key_name"),
                 "allowed_cidrs": list(ssh.get("allowed_cidrs") or [])},
@@ -235,16 +249,14 @@ def port_table(enabled: list[Component]) -> list[dict[str, Any]]:
     ]
 
 
-def _remote_cidrs(exposure: str, site: dict[str, Any], all_cidrs: list[str]) -> list[str]:
+def _remote_cidrs(exposure: str, site: dict[str, Any]) -> list[str]:
     if exposure == "public":
         return [WORLD]
     if exposure == "operator":
         return list(site["ssh"]["allowed_cidrs"])
     if exposure == "site":
         return [site["network"]["cidr"]]
-    if exposure == "federation":
-        return list(all_cidrs)
-    return []  # localhost: never in a security group; ingress: a remote group, not a CIDR
+    return []  # localhost: never in a security group; ingress, wan_*: groups and public addresses
 
 
 def secgroup_name(platform_name: str, site_name: str, role: str) -> str:
@@ -252,15 +264,52 @@ def secgroup_name(platform_name: str, site_name: str, role: str) -> str:
     return f"{platform_name}-{site_name}-{role}"
 
 
-def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], platform_name: str) -> dict[str, list[dict[str, Any]]]:
+def router_address_name(site_name: str) -> str:
+    """The name of a created network's router address among the public addresses Terraform reports."""
+    return f"{site_name}-router"
+
+
+def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, list[tuple[str | None, str | None]]]:
+    """Who may reach the ports of exposures ``wan_servers`` / ``wan_nodes``, as (remote_cidr, remote_address).
+
+    ``remote_address`` names a public address known only once provisioned: a node's
+    floating IP (by node name) or a created network's router (``<site>-router``);
+    Terraform puts the address in (modules/secgroups). An existing network's outbound
+    addresses are given in sites.yml (CIDRs). Keys: ``consul_servers`` (every site's
+    server nodes), ``nomad_servers`` (the Nomad servers), ``nodes`` (every address a
+    node of the platform leaves from: floating IPs, routers, outbound addresses).
+    """
+    public = [n for n in nodes if n["floating_ip"]]
+    leaving: list[tuple[str | None, str | None]] = [(None, n["name"]) for n in public]
+    for site in sites:
+        if site["network"]["create"]:
+            leaving.append((None, router_address_name(site["name"])))
+        leaving += [(cidr, None) for cidr in site["network"]["outbound_addresses"]]
+    return {
+        "consul_servers": [(None, n["name"]) for n in public if n["consul"]["server"]],
+        "nomad_servers": [(None, n["name"]) for n in public if n["nomad"]["server"]],
+        "nodes": leaving,
+    }
+
+
+def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], platform_name: str,
+                    nodes: list[dict[str, Any]] | None = None,
+                    nomad_server_sites: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """One security group per (site, node role present), rules only from the port table.
 
-    A rule's source is a CIDR (``remote_cidr``) or, for exposure ``ingress``,
-    the site's ingress security group (``remote_group``): Nomad's dynamic ports
-    are reached only by Traefik on the ingress nodes, whatever their addresses.
+    A rule's source is one of: a CIDR (``remote_cidr``); for exposure ``ingress``,
+    the site's ingress security group (``remote_group``: Nomad's dynamic ports are
+    reached only by Traefik on the ingress nodes, whatever their addresses); for
+    exposures ``wan_servers`` / ``wan_nodes`` (only when the platform spans more
+    than one cloud site), one public address of another node or router of the
+    platform (``remote_address``, see wan_sources; sites reach each other only
+    through public addresses, docs/federation.md). Nomad's ports are opened on the
+    server nodes of the sites that run Nomad servers only.
     """
     cloud_sites = [s for s in sites if not s["testbed"] and s["network"]["cidr"]]
-    all_cidrs = sorted({s["network"]["cidr"] for s in cloud_sites})
+    cloud_names = {s["name"] for s in cloud_sites}
+    wan = wan_sources(cloud_sites, [n for n in nodes or [] if n["site"] in cloud_names]) if multi_site(cloud_sites) else {}
+    nomad_sites = set(nomad_server_sites) if nomad_server_sites is not None else cloud_names
     out: dict[str, list[dict[str, Any]]] = {}
     for site in cloud_sites:
         roles = [r for r in NODE_ROLES if any(p["role"] == r and p["count"] > 0 for p in site["pools"])]
@@ -272,18 +321,25 @@ def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], pl
             for port in ports:
                 if role not in port["node_roles"]:
                     continue
-                sources = [(cidr, None) for cidr in _remote_cidrs(port["exposure"], site, all_cidrs)]
+                if _nomad_only(port["component"], role) and site["name"] not in nomad_sites:
+                    continue
+                sources: list[tuple[str | None, str | None, str | None]] = [
+                    (cidr, None, None) for cidr in _remote_cidrs(port["exposure"], site)]
                 if port["exposure"] == "ingress" and ingress_group:
-                    sources.append((None, ingress_group))
-                for cidr, group in sources:
-                    key = (port["protocol"], port["port_min"], port["port_max"], cidr, group)
+                    sources.append((None, ingress_group, None))
+                if port["exposure"] == "wan_servers":
+                    sources += [(cidr, None, name) for cidr, name in wan.get(f"{port['component']}_servers", [])]
+                if port["exposure"] == "wan_nodes":
+                    sources += [(cidr, None, name) for cidr, name in wan.get("nodes", [])]
+                for cidr, group, address in sources:
+                    key = (port["protocol"], port["port_min"], port["port_max"], cidr, group, address)
                     if key in seen:
                         continue
                     seen.add(key)
                     rules.append({"direction": "ingress", "protocol": port["protocol"],
                                   "port_min": port["port_min"], "port_max": port["port_max"],
-                                  "remote_cidr": cidr, "remote_group": group, "component": port["component"],
-                                  "port_name": port["name"]})
+                                  "remote_cidr": cidr, "remote_group": group, "remote_address": address,
+                                  "component": port["component"], "port_name": port["name"]})
             groups.append({"name": secgroup_name(platform_name, site["name"], role), "role": role, "rules": rules})
         out[site["name"]] = groups
     return out
@@ -296,9 +352,10 @@ def build_plan(inv: Inventory) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = []
     sites: list[dict[str, Any]] = []
     groups: dict[str, list[str]] = {}
+    server_sites = inv.nomad_server_sites or [site["name"] for site in inv.sites]
     with no_cycle_collection():
         for site in inv.sites:
-            site_nodes, pools = _nodes_for_site(site, platform, enabled, groups)
+            site_nodes, pools = _nodes_for_site(site, platform, enabled, groups, site["name"] in server_sites)
             nodes += site_nodes
             sites.append(_site_entry(site, platform, pools, site_nodes))
     ports = port_table(enabled)
@@ -325,5 +382,7 @@ def build_plan(inv: Inventory) -> dict[str, Any]:
         "nodes": nodes,
         "groups": dict(sorted(groups.items())),
         "ports": ports,
-        "secgroups": security_groups(sites, ports, platform["ai4os_platform_name"]),
+        "topology": {"multi_site": multi_site(sites), "nomad_server_sites": list(server_sites),
+                     "nomad_servers": len(groups.get("nomad_servers", []))},
+        "secgroups": security_groups(sites, ports, platform["ai4os_platform_name"], nodes, server_sites),
     }

@@ -153,6 +153,7 @@ def _secgroups(groups: list[Mapping[str, Any]]) -> dict[str, Any]:
             "port_max": rule["port_max"],
             "remote_cidr": rule["remote_cidr"],
             "remote_group": rule.get("remote_group"),
+            "remote_address": rule.get("remote_address"),
             "description": f"{rule['component']}/{rule['port_name']}",
         } for rule in group["rules"]],
     } for group in groups}
@@ -170,6 +171,8 @@ def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any],
     ``flavor_ids`` maps (site, pool) to the flavor chosen for a pool that
     gives requirements only (ai4os_kit.cloud.flavors); the accelerator
     requirement stays, so the module re-checks the flavor's extra specs.
+    A site whose rules name other nodes' public addresses gets them all
+    (``public_addresses``: the root's local, see render_root).
     """
     nodes = {node["name"]: node for node in plan["nodes"] if node["site"] == site["name"]}
     network = site["network"]
@@ -183,7 +186,21 @@ def site_arguments(plan: Mapping[str, Any], site: Mapping[str, Any],
         "secgroups": _secgroups(plan["secgroups"].get(site["name"], [])),
         "pools": _pools(site, nodes, flavor_ids or {}),
         "bastion": site["bastion"],
+        **({"public_addresses": f"${{local.{PUBLIC_ADDRESSES}}}"} if _names_addresses(plan, site) else {}),
     }
+
+
+PUBLIC_ADDRESSES = "public_addresses"
+
+
+def _names_addresses(plan: Mapping[str, Any], site: Mapping[str, Any]) -> bool:
+    return any(rule.get("remote_address") for group in plan["secgroups"].get(site["name"], []) for rule in group["rules"])
+
+
+def public_addresses_local(sites: list[Mapping[str, Any]]) -> str:
+    """Every site's public addresses in one map (floating IPs, routers): each site's rules
+    admit the others' in the same apply, nothing copied by hand (docs/federation.md)."""
+    return "${merge(" + ", ".join(f"module.{module_name(site)}.public_addresses" for site in sites) + ")}"
 
 
 # ------------------------------------------------------------------ root
@@ -210,6 +227,7 @@ def render_root(plan: Mapping[str, Any], root_dir: Path, modules_dir: Path = MOD
         call: dict[str, Any] = {"source": source, "providers": {"openstack": f"openstack.{site['name']}"}}
         call.update(site_arguments(plan, site, flavor_ids))
         modules[module_name(site)] = call
+    wired = [site for site in sites if _names_addresses(plan, site)]
     return {
         "//": "Written by ai4os-kit from the node plan; do not edit (edit platform.yml / sites.yml).",
         # No required_version here: modules/site carries it (and checkov's JSON
@@ -219,6 +237,7 @@ def render_root(plan: Mapping[str, Any], root_dir: Path, modules_dir: Path = MOD
             "backend": render_backend(plan),
         },
         "provider": {"openstack": [_provider(site) for site in sites]},
+        **({"locals": {PUBLIC_ADDRESSES: public_addresses_local(sites)}} if wired else {}),
         "module": modules,
         "output": {"inventory": {
             "description": "Per site: hosts with addresses, groups, per-host vars (see terraform/modules/inventory).",

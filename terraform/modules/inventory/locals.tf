@@ -14,9 +14,11 @@ locals {
     role         = host.role
     volume_id    = host.volume_id
     # Nodes without a public address are reached through the bastion.
+    # A node with a floating IP: its public address, which the roles advertise across
+    # sites (Consul WAN, the Nomad servers' RPC; docs/federation.md).
     vars = merge(
       { ansible_user = var.ssh_user },
-      host.floating_ip == null ? { ansible_ssh_common_args = local.proxy_jump } : {},
+      host.floating_ip == null ? { ansible_ssh_common_args = local.proxy_jump } : { ai4os_node_public_address = host.floating_ip },
     )
   } }
 

@@ -3,7 +3,8 @@ output "inventory" {
     The site's part of the Ansible inventory: site, bastion {name, address},
     hosts (name => ansible_host, private_ip, floating_ip, groups, pool, role,
     volume_id, vars {ansible_user, ansible_ssh_common_args with a ProxyJump
-    through the bastion for nodes without a floating IP}) and groups
+    through the bastion for nodes without a floating IP, ai4os_node_public_address
+    (the floating IP) for nodes with one}) and groups
     (group => sorted node names). `ai4os-kit provision` writes
     inventories/<name>/hosts.yml from it.
   EOT

@@ -28,3 +28,8 @@ output "external_network_name" {
   description = "Name of the external network (router uplink and floating-IP pool); null when neither a router nor floating IPs need one."
   value       = local.with_external ? data.openstack_networking_network_v2.external[0].name : null
 }
+
+output "router_address" {
+  description = "The external address of the router this module created (the source address of the nodes without a floating IP on other networks); null with an existing network (sites.yml gives it: network.outbound_addresses)."
+  value       = var.create ? openstack_networking_router_v2.this[0].external_fixed_ip[0].ip_address : null
+}

@@ -26,3 +26,8 @@ output "server_group_id" {
   description = "ID of the pool's server group; null without one."
   value       = try(openstack_compute_servergroup_v2.this[0].id, null)
 }
+
+output "floating_ips" {
+  description = "The pool's floating IPs keyed by node name (the address allocated, known before it is associated): the sources other sites' security groups admit."
+  value       = { for name, fip in openstack_networking_floatingip_v2.this : name => fip.address }
+}

@@ -3,23 +3,26 @@ variable "groups" {
     Security groups to create, keyed by group name (from the node plan's
     `secgroups[<site>]`). Each has a description and ingress rules, each rule
     tracing to one port of the plan's port table (description names the
-    component and port). A rule's source is either `remote_cidr` or
+    component and port). A rule's source is exactly one of `remote_cidr`,
     `remote_group`, the name of another group of this map (its members, by
     whatever address: Nomad's dynamic ports are opened to the site's ingress
-    group only). Nothing else is opened: the groups are created without
-    OpenStack's default rules.
+    group only), or `remote_address`, the name of a public address in
+    `public_addresses` (a floating IP or router of this or another site, known
+    only once provisioned: the sites reach each other through those). Nothing
+    else is opened: the groups are created without OpenStack's default rules.
   EOT
   type = map(object({
     description = optional(string, "")
     rules = list(object({
-      direction    = optional(string, "ingress")
-      ethertype    = optional(string, "IPv4")
-      protocol     = string
-      port_min     = number
-      port_max     = number
-      remote_cidr  = optional(string)
-      remote_group = optional(string)
-      description  = optional(string, "")
+      direction      = optional(string, "ingress")
+      ethertype      = optional(string, "IPv4")
+      protocol       = string
+      port_min       = number
+      port_max       = number
+      remote_cidr    = optional(string)
+      remote_group   = optional(string)
+      remote_address = optional(string)
+      description    = optional(string, "")
     }))
   }))
 
@@ -44,9 +47,9 @@ variable "groups" {
 
   validation {
     condition = alltrue(flatten([for g in values(var.groups) : [
-      for r in g.rules : (r.remote_cidr == null) != (r.remote_group == null)
+      for r in g.rules : length([for s in [r.remote_cidr, r.remote_group, r.remote_address] : s if s != null]) == 1
     ]]))
-    error_message = "Each rule needs exactly one source: remote_cidr or remote_group."
+    error_message = "Each rule needs exactly one source: remote_cidr, remote_group or remote_address."
   }
 
   validation {
@@ -61,6 +64,13 @@ variable "groups" {
       for r in g.rules : r.remote_group == null || contains(keys(var.groups), r.remote_group == null ? "" : r.remote_group)
     ]]))
     error_message = "Each rule's remote_group must name a security group of this module's groups (e.g. the site's ingress group)."
+  }
+
+  validation {
+    condition = alltrue(flatten([for g in values(var.groups) : [
+      for r in g.rules : r.remote_address == null || contains(keys(var.public_addresses), r.remote_address == null ? "" : r.remote_address)
+    ]]))
+    error_message = "Each rule's remote_address must name an address of public_addresses (a node with a floating IP, or <site>-router)."
   }
 
   # Defence in depth for the platform's policy: the only ports open to the
@@ -90,4 +100,10 @@ variable "tags" {
   description = "Tags set on every security group this module creates."
   type        = list(string)
   default     = []
+}
+
+variable "public_addresses" {
+  description = "Public IPv4 addresses known only once provisioned, keyed by the names the plan's rules give in remote_address: every node's floating IP (node name) and each created network's router (<site>-router), of every site of the platform (the root merges the sites' public_addresses outputs). A rule naming one is opened to that address alone (/32)."
+  type        = map(string)
+  default     = {}
 }

@@ -14,10 +14,11 @@ module "network" {
 }
 
 module "secgroups" {
-  source       = "../secgroups"
-  groups       = { for name, group in var.secgroups : name => { description = group.description, rules = group.rules } }
-  egress_cidrs = var.egress_cidrs
-  tags         = local.tags
+  source           = "../secgroups"
+  groups           = { for name, group in var.secgroups : name => { description = group.description, rules = group.rules } }
+  public_addresses = var.public_addresses
+  egress_cidrs     = var.egress_cidrs
+  tags             = local.tags
 }
 
 module "node_pool" {

@@ -58,16 +58,23 @@ variable "secgroups" {
     role        = string
     description = optional(string, "")
     rules = list(object({
-      direction    = optional(string, "ingress")
-      ethertype    = optional(string, "IPv4")
-      protocol     = string
-      port_min     = number
-      port_max     = number
-      remote_cidr  = optional(string)
-      remote_group = optional(string)
-      description  = optional(string, "")
+      direction      = optional(string, "ingress")
+      ethertype      = optional(string, "IPv4")
+      protocol       = string
+      port_min       = number
+      port_max       = number
+      remote_cidr    = optional(string)
+      remote_group   = optional(string)
+      remote_address = optional(string)
+      description    = optional(string, "")
     }))
   }))
+}
+
+variable "public_addresses" {
+  description = "Public addresses of every site of the platform, keyed by name (node name: its floating IP; <site>-router: a created network's router), for the rules whose remote_address names one (see modules/secgroups). The root merges every site's public_addresses output into it, so the sites admit each other's addresses in the same apply."
+  type        = map(string)
+  default     = {}
 }
 
 variable "egress_cidrs" {

@@ -31,8 +31,8 @@ run "private_nodes_jump_through_the_bastion" {
   }
 
   assert {
-    condition     = jsonencode(output.inventory.hosts["s-ingress-1"].vars) == jsonencode({ ansible_user = "ubuntu" })
-    error_message = "The bastion is reached directly."
+    condition     = jsonencode(output.inventory.hosts["s-ingress-1"].vars) == jsonencode({ ai4os_node_public_address = "203.0.113.7", ansible_user = "ubuntu" })
+    error_message = "The bastion is reached directly; its public address is the one the roles advertise across sites."
   }
 
   assert {

@@ -236,12 +236,18 @@ run "secgroups_create_exactly_the_given_rules_plus_egress" {
     groups = {
       g = {
         rules = [
-          { protocol = "udp", port_min = 8302, port_max = 8302, remote_cidr = "10.20.0.0/24", description = "consul/consul-serf-wan-udp" },
+          { protocol = "udp", port_min = 8302, port_max = 8302, remote_address = "b-server-1", description = "consul/consul-serf-wan-udp" },
           { protocol = "tcp", port_min = 4647, port_max = 4647, remote_cidr = "10.10.0.0/24", description = "nomad/nomad-rpc" },
           { protocol = "tcp", port_min = 4647, port_max = 4647, remote_cidr = "10.10.0.0/24", description = "nomad/nomad-rpc-clients" },
         ]
       }
     }
+    public_addresses = { b-server-1 = "198.51.100.7" }
+  }
+
+  assert {
+    condition     = openstack_networking_secgroup_rule_v2.this["g|ingress|IPv4|udp|8302|8302|address:b-server-1"].remote_ip_prefix == "198.51.100.7/32"
+    error_message = "A rule naming another site's node admits that node's public address alone."
   }
 
   assert {
