@@ -9,6 +9,7 @@ its checks run alone (--tags day2_checks).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,33 @@ def test_new_clients_are_waited_for_until_admitted(tmp_path: Path, monkeypatch, 
         assert "node admission says status=error (docker info failed: Cannot connect to the Docker daemon)" in flat
     finally:
         bed.close()
+
+
+def test_scale_narrows_every_site_play_to_the_new_nodes(tmp_path: Path) -> None:
+    """scale.yml runs site's own host, cluster and accounting plays with ai4os_play_scope ":&day2_new"
+    (the group of the new nodes): every play of those playbooks takes the scope, and Ansible then
+    selects the new nodes only (--list-hosts, with a node's name as the scope)."""
+    import subprocess
+
+    import yaml as _yaml
+    from cluster_helpers import ROOT, ansible_bin, ansible_env
+
+    scale = _yaml.safe_load((ROOT / "playbooks" / "scale.yml").read_text())
+    imported = {p["ansible.builtin.import_playbook"]: p.get("vars", {}) for p in scale if "ansible.builtin.import_playbook" in p}
+    assert {k: v.get("ai4os_play_scope") for k, v in imported.items() if k != "validate.yml"} == \
+        {"hosts.yml": ":&day2_new", "cluster.yml": ":&day2_new", "accounting.yml": ":&day2_new"}
+    for name in ("hosts.yml", "cluster.yml", "accounting.yml"):
+        for play in _yaml.safe_load((ROOT / "playbooks" / name).read_text()):
+            assert play["hosts"].endswith("{{ ai4os_play_scope | default('') }}"), (name, play["name"])
+            assert play.get("force_handlers") is True, (name, play["name"])
+
+    bed = Day2Bed(tmp_path)
+    bed.close()
+    listed = subprocess.run([ansible_bin("ansible-playbook"), "-i", str(bed.inventory / "hosts.yml"), "--list-hosts",
+                             "-e", "ai4os_play_scope=:&local-cpu-5", str(ROOT / "playbooks" / "cluster.yml")],
+                            env=ansible_env(tmp_path), capture_output=True, text=True, check=True).stdout
+    plays = re.findall(r"play #\d+ \(([^)]*)\): (\w[^\t]*?)\s+TAGS.*?\n\s+pattern: .*?\n\s+hosts \((\d+)\):\n((?:\s+\S+\n)*)",
+                       listed)
+    assert [(p[0], int(p[2]), p[3].split()) for p in plays] == [
+        ("consul:&local-cpu-5", 1, ["local-cpu-5"]), ("nomad:&local-cpu-5", 1, ["local-cpu-5"]),
+        ("traefik:&local-cpu-5", 0, [])]
