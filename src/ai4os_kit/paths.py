@@ -18,8 +18,9 @@ SECRETS_FILE = "secrets.yml"
 PASS_FILE = ".vault-pass"
 HOSTS_FILE = "hosts.yml"
 TERRAFORM_DIR = "terraform"
+BACKUPS_DIR = "backups"  # Raft snapshots and data archives (playbooks/backup.yml)
 # What the kit writes into an inventory (never copied into a new one).
-GENERATED = (HOSTS_FILE, SECRETS_FILE, PASS_FILE, "*.tmp", TERRAFORM_DIR)
+GENERATED = (HOSTS_FILE, SECRETS_FILE, PASS_FILE, "*.tmp", TERRAFORM_DIR, BACKUPS_DIR)
 VAULT_PASSWORD_ENV = "ANSIBLE_VAULT_PASSWORD_FILE"
 
 _MARKER = Path("catalog") / "components.yml"

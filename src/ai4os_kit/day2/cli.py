@@ -14,6 +14,7 @@ from typing import Any
 
 from ai4os_kit.day2 import nodes, playbook
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.paths import BACKUPS_DIR
 
 
 def _load(inventory: str) -> tuple[Any, dict[str, Any]]:
@@ -108,7 +109,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     file = Path(args.file).resolve()
     if not file.is_file():
         raise InputError("command line", "--file", f"{file} does not exist",
-                         f"name a file of {Path(args.inventory) / 'backups'}")
+                         f"name a file of {Path(args.inventory) / BACKUPS_DIR}")
     _confirm(f"Restore {file.name} into the running platform of {args.inventory} (its state goes back to that "
              "moment)?", "yes", "yes" if args.yes else None, "--yes")
     _playbook(Path(args.inventory), "restore.yml", {"day2_restore_file": str(file)}, args, "the restore")
