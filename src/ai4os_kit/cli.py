@@ -23,6 +23,7 @@ from ai4os_kit.accounting import cli as accounting_cli
 from ai4os_kit.cloud import cli as cloud_cli
 from ai4os_kit.day2 import cli as day2_cli
 from ai4os_kit.errors import InputError, KitError
+from ai4os_kit.federation import cli as federation_cli
 from ai4os_kit.model.inventory import copy_inventory, load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import PLATFORM_FILE, ROOT
@@ -31,7 +32,8 @@ from ai4os_kit.terraform import cli as terraform_cli
 from ai4os_kit.testbed import cli as testbed_cli
 
 # Modules that add commands, in the order of `--help`.
-COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, day2_cli, accounting_cli, platform_cli]
+COMMAND_MODULES: list[Any] = [cloud_cli, terraform_cli, testbed_cli, day2_cli, federation_cli, accounting_cli,
+                              platform_cli]
 
 
 

@@ -1,4 +1,4 @@
-"""The package is layered one way: base → model → cloud → terraform → platform/accounting/day2 → testbed → cli.
+"""The package is layered one way: base → model → cloud → terraform → platform/accounting/day2/federation → testbed → cli.
 
 Every import of the package's own modules (at the top of a file or inside a
 function) is read from the source with ``ast``; a module may import only its
@@ -22,11 +22,11 @@ LAYERS: list[tuple[str, int]] = [
     ("ai4os_kit.model", 1),
     ("ai4os_kit.cloud", 2),
     ("ai4os_kit.terraform", 3),
-    ("ai4os_kit.platform", 4), ("ai4os_kit.accounting", 4), ("ai4os_kit.day2", 4),
+    ("ai4os_kit.platform", 4), ("ai4os_kit.accounting", 4), ("ai4os_kit.day2", 4), ("ai4os_kit.federation", 4),
     ("ai4os_kit.testbed", 5),
     ("ai4os_kit.cli", 6), ("ai4os_kit.docs", 6), ("ai4os_kit.__main__", 6),
 ]
-NAMES = {0: "base", 1: "model", 2: "cloud", 3: "terraform", 4: "platform/accounting/day2", 5: "testbed", 6: "cli"}
+NAMES = {0: "base", 1: "model", 2: "cloud", 3: "terraform", 4: "platform/accounting/day2/federation", 5: "testbed", 6: "cli"}
 
 
 def module_name(path: Path) -> str:

@@ -82,7 +82,7 @@ def _month(text: str) -> tuple[int, int]:
 
 
 def _report(cfg: Any, month: str, out: Path | None) -> int:
-    from ai4os_kit.accounting.report import rows_from_totals, write_report
+    from ai4os_kit.accounting.report import lent_rows, rows_from_totals, write_report
     from ai4os_kit.accounting.store import Store
     from ai4os_kit.accounting.timeslices import month_bounds
 
@@ -90,8 +90,9 @@ def _report(cfg: Any, month: str, out: Path | None) -> int:
     lo, hi = month_bounds(year, mon)
     now = int(time.time())
     with Store(cfg.store) as store:
-        rows = rows_from_totals(store.month_totals(lo, hi, now), cfg.export)
-    paths = write_report(rows, out or cfg.reports_dir, year, mon)
+        totals = store.month_totals(lo, hi, now)
+    rows = rows_from_totals(totals, cfg.export)
+    paths = write_report(rows, out or cfg.reports_dir, year, mon, lent=lent_rows(totals, cfg.lent, cfg.export))
     print(f"report {year:04d}-{mon:02d}: {len(rows)} VO/site row(s); wrote " + ", ".join(map(str, paths)))
     return 0
 

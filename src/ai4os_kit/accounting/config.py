@@ -6,7 +6,7 @@ and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ class AccountingConfig:
     host_key: Path | None
     summaries_dir: Path
     reports_dir: Path
+    # Nomad datacenter of a site another installation lends -> the lending institution
+    # (federation/lent/*.yml of the inventory; the report shows their usage apart).
+    lent: dict[str, str] = field(default_factory=dict)
 
 
 class _Reader:
@@ -80,10 +83,10 @@ def load_config(file: Path | str) -> AccountingConfig:
     data, lines = load_yaml(file)
     r = _Reader(file, data if data is not None else {}, lines)
     r.get((), dict)
-    unknown = sorted(set(r.data) - {"store", "nomad", "apel", "ssm", "summaries_dir", "reports_dir"})
+    unknown = sorted(set(r.data) - {"store", "nomad", "apel", "ssm", "summaries_dir", "reports_dir", "lent"})
     if unknown:
         raise r.fail((unknown[0],), "unknown key", "remove it or fix its spelling (store, nomad, apel, ssm, "
-                                                  "summaries_dir, reports_dir)")
+                                                  "summaries_dir, reports_dir, lent)")
     address = r.get(("nomad", "address"), str)
     if not address.startswith(("http://", "https://")):
         raise r.fail(("nomad", "address"), f"'{address}' is not an http(s) URL",
@@ -118,4 +121,5 @@ def load_config(file: Path | str) -> AccountingConfig:
         owner_meta_key=r.get(("nomad", "owner_meta_key"), str, required=False, default="owner"),
         export=export, outgoing_dir=r.path(("ssm", "outgoing_dir")) or Path(),
         host_cert=r.path(("ssm", "host_cert"), False), host_key=r.path(("ssm", "host_key"), False),
-        summaries_dir=r.path(("summaries_dir",)) or Path(), reports_dir=r.path(("reports_dir",)) or Path())
+        summaries_dir=r.path(("summaries_dir",)) or Path(), reports_dir=r.path(("reports_dir",)) or Path(),
+        lent=r.str_map(("lent",)))

@@ -60,6 +60,32 @@ def rows_from_totals(totals: Totals, ctx: ExportContext) -> list[ReportRow]:
     return [ReportRow(vo, site, int(v[0]), round(v[1], 2), round(v[2], 2)) for (vo, site), v in sorted(acc.items())]
 
 
+@dataclass(frozen=True)
+class LentRow:
+    lender: str
+    site: str
+    vo: str
+    allocations: int
+    cpu_hours: float
+    gpu_hours: float
+
+
+def lent_rows(totals: Totals, lent: dict[str, str], ctx: ExportContext) -> list[LentRow]:
+    """Hours used on the nodes other installations lend (``lent``: datacenter -> lending institution),
+    per (institution, site, VO): what each lender gave this platform's users."""
+    acc: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for (namespace, datacenter), (count, core_secs, gpu_secs) in totals.items():
+        if datacenter not in lent:
+            continue
+        vo = ctx.vos.get(namespace, ctx.default_vo) or f"{UNMAPPED}: {namespace}"
+        row = acc[(lent[datacenter], datacenter, vo)]
+        row[0] += count
+        row[1] += core_secs / 3600
+        row[2] += gpu_secs / 3600
+    return [LentRow(lender, site, vo, int(v[0]), round(v[1], 2), round(v[2], 2))
+            for (lender, site, vo), v in sorted(acc.items())]
+
+
 def month_rows(usages: Iterable[Usage], ctx: ExportContext, year: int, month: int, now: int) -> list[ReportRow]:
     """Hours used inside the month, per (VO, site)."""
     return rows_from_totals(month_totals(usages, year, month, now), ctx)
@@ -91,8 +117,10 @@ def _plot(rows: list[ReportRow], title: str, path: Path) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def write_report(rows: list[ReportRow], out_dir: Path, year: int, month: int, platform: str = "AI4OS") -> list[Path]:
-    """Write ``<YYYY-MM>.csv``, ``.md`` and ``.png`` into ``out_dir``."""
+def write_report(rows: list[ReportRow], out_dir: Path, year: int, month: int, platform: str = "AI4OS",
+                 lent: list[LentRow] | None = None) -> list[Path]:
+    """Write ``<YYYY-MM>.csv``, ``.md`` and ``.png`` into ``out_dir``; with ``lent`` rows also
+    ``<YYYY-MM>-lent.csv`` and a section of the Markdown (usage per lending institution)."""
     stem = f"{year:04d}-{month:02d}"
     csv_path, md_path, png_path = (out_dir / f"{stem}.{ext}" for ext in ("csv", "md", "png"))
     buf = io.StringIO()
@@ -106,12 +134,24 @@ def write_report(rows: list[ReportRow], out_dir: Path, year: int, month: int, pl
     lines += [f"| {r.vo} | {r.site} | {r.allocations} | {r.cpu_hours:,.2f} | {r.gpu_hours:,.2f} |" for r in rows]
     lines.append(f"| **total** | | {sum(r.allocations for r in rows)} | {sum(r.cpu_hours for r in rows):,.2f} | "
                  f"{sum(r.gpu_hours for r in rows):,.2f} |")
+    lent_buf = io.StringIO()
+    if lent:
+        writer = csv.writer(lent_buf, lineterminator="\n")
+        writer.writerow(["lender", "site", "vo", "allocations", "cpu_hours", "gpu_hours"])
+        writer.writerows([r.lender, r.site, r.vo, r.allocations, f"{r.cpu_hours:.2f}", f"{r.gpu_hours:.2f}"] for r in lent)
+        lines += ["", "## Usage of lent nodes, per lending institution", "",
+                  "Sites other platform installations lend (docs/federation.md); included in the table above.", "",
+                  "| lender | site | VO | allocations | CPU-hours | GPU-hours |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {r.lender} | {r.site} | {r.vo} | {r.allocations} | {r.cpu_hours:,.2f} | {r.gpu_hours:,.2f} |"
+                  for r in lent]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(csv_path, buf.getvalue())
         atomic_write(md_path, "\n".join(lines) + "\n")
         _plot(rows, f"{platform} usage {stem}", png_path)
+        if lent:
+            atomic_write(out_dir / f"{stem}-lent.csv", lent_buf.getvalue())
     except OSError as exc:
         raise KitError(f"cannot write the report to {out_dir}: {exc.strerror or exc}; "
                        "check reports_dir in the accounting config") from None
-    return [csv_path, md_path, png_path]
+    return [csv_path, md_path, png_path] + ([out_dir / f"{stem}-lent.csv"] if lent else [])

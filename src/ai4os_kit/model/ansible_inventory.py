@@ -57,6 +57,8 @@ def plan_vars(plan: dict[str, Any]) -> dict[str, Any]:
     ai4os_plan_sites        name, datacenter, domain, location, testbed of every site
     ai4os_plan_datacenters  node role -> datacenters that have nodes of that role
     ai4os_plan_components   names of the switched-on components (requirements included)
+    ai4os_plan_topology     multi_site (sites reach each other only through public addresses),
+                            nomad_server_sites, nomad_servers, lent_sites (docs/federation.md)
     """
     datacenters: dict[str, list[str]] = {role: [] for role in NODE_ROLES}
     for node in plan["nodes"]:
@@ -67,6 +69,7 @@ def plan_vars(plan: dict[str, Any]) -> dict[str, Any]:
                               "location": dict(s["location"]), "testbed": s["testbed"]} for s in plan["sites"]],
         "ai4os_plan_datacenters": {role: sorted(dcs) for role, dcs in datacenters.items()},
         "ai4os_plan_components": sorted(name for name, c in plan["components"].items() if c["enabled"]),
+        "ai4os_plan_topology": dict(plan["topology"]),
     }
 
 

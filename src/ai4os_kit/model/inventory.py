@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jsonschema
 
 from ai4os_kit.errors import InputError, InputErrors
-from ai4os_kit.model import component_rules, egi_sites, oidc_claims, placement, secrets, topology
+from ai4os_kit.model import component_rules, egi_sites, lending, oidc_claims, placement, secrets, topology
 from ai4os_kit.model.catalog import (
     Component,
     Resolution,
@@ -65,6 +65,8 @@ class Inventory:
     sites_lines: dict[KeyPath, int] = field(default_factory=dict)
     # Sites whose server nodes are the Nomad region's servers (sites.yml ai4os_nomad_server_sites).
     nomad_server_sites: list[str] = field(default_factory=list)
+    # Sites another installation lends to this one (federation/lent/*.yml, ai4os_kit.model.lending).
+    lent: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def platform_file(self) -> Path:
@@ -607,7 +609,9 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
     if resolve_egi is _DEFAULT:  # EGI's site list is read only for an inventory that has EGI sites
         resolve_egi = default_egi_resolver() if any(s.get("egi_site") for s in sites_doc["ai4os_sites"]) else None
     _check_sites(platform, sites_doc["ai4os_sites"], scol, resolve_egi)
-    topology.check_topology(sites_doc, scol)
+    lent = lending.load_lent(root, {s["name"] for s in sites_doc["ai4os_sites"]},
+                             {vo["namespace"] for vo in platform["ai4os_vos"]})
+    topology.check_topology(sites_doc, scol, lent_sites=len(lent))
     placement.check_placement(sites_doc["ai4os_sites"], resolution, catalog, scol)
     if "papi" in resolution.enabled:
         placement.check_papi(platform, sites_doc["ai4os_sites"], pcol, scol)
@@ -619,7 +623,7 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
         raise InputErrors(errors)
     return Inventory(path=root, platform=platform, sites=sites_doc["ai4os_sites"], resolution=resolution,
                      catalog=catalog, platform_lines=plines, sites_lines=slines,
-                     nomad_server_sites=topology.nomad_server_sites(sites_doc))
+                     nomad_server_sites=topology.nomad_server_sites(sites_doc), lent=lent)
 
 
 __all__ = ["Inventory", "load_inventory", "copy_inventory", "site_domain", "pool_name", "component_flags"]

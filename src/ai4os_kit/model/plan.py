@@ -269,7 +269,8 @@ def router_address_name(site_name: str) -> str:
     return f"{site_name}-router"
 
 
-def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, list[tuple[str | None, str | None]]]:
+def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]],
+                lent: list[dict[str, Any]] | None = None) -> dict[str, list[tuple[str | None, str | None]]]:
     """Who may reach the ports of exposures ``wan_servers`` / ``wan_nodes``, as (remote_cidr, remote_address).
 
     ``remote_address`` names a public address known only once provisioned: a node's
@@ -277,7 +278,8 @@ def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dic
     Terraform puts the address in (modules/secgroups). An existing network's outbound
     addresses are given in sites.yml (CIDRs). Keys: ``consul_servers`` (every site's
     server nodes), ``nomad_servers`` (the Nomad servers), ``nodes`` (every address a
-    node of the platform leaves from: floating IPs, routers, outbound addresses).
+    node of the platform leaves from: floating IPs, routers, outbound addresses, and
+    the public addresses of the sites other installations lend, ``lent``).
     """
     public = [n for n in nodes if n["floating_ip"]]
     leaving: list[tuple[str | None, str | None]] = [(None, n["name"]) for n in public]
@@ -285,6 +287,8 @@ def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dic
         if site["network"]["create"]:
             leaving.append((None, router_address_name(site["name"])))
         leaving += [(cidr, None) for cidr in site["network"]["outbound_addresses"]]
+    for record in lent or []:
+        leaving += [(cidr, None) for cidr in record["public_addresses"] if (cidr, None) not in leaving]
     return {
         "consul_servers": [(None, n["name"]) for n in public if n["consul"]["server"]],
         "nomad_servers": [(None, n["name"]) for n in public if n["nomad"]["server"]],
@@ -294,7 +298,8 @@ def wan_sources(sites: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dic
 
 def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], platform_name: str,
                     nodes: list[dict[str, Any]] | None = None,
-                    nomad_server_sites: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+                    nomad_server_sites: list[str] | None = None,
+                    lent: list[dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """One security group per (site, node role present), rules only from the port table.
 
     A rule's source is one of: a CIDR (``remote_cidr``); for exposure ``ingress``,
@@ -304,11 +309,16 @@ def security_groups(sites: list[dict[str, Any]], ports: list[dict[str, Any]], pl
     than one cloud site), one public address of another node or router of the
     platform (``remote_address``, see wan_sources; sites reach each other only
     through public addresses, docs/federation.md). Nomad's ports are opened on the
-    server nodes of the sites that run Nomad servers only.
+    server nodes of the sites that run Nomad servers only; the Nomad servers' RPC
+    port also to the public addresses of the sites other installations lend (``lent``).
     """
     cloud_sites = [s for s in sites if not s["testbed"] and s["network"]["cidr"]]
     cloud_names = {s["name"] for s in cloud_sites}
-    wan = wan_sources(cloud_sites, [n for n in nodes or [] if n["site"] in cloud_names]) if multi_site(cloud_sites) else {}
+    wan: dict[str, list[tuple[str | None, str | None]]] = {}
+    if multi_site(cloud_sites, len(lent or [])):
+        wan = wan_sources(cloud_sites, [n for n in nodes or [] if n["site"] in cloud_names], lent)
+        if not multi_site(cloud_sites):
+            wan["consul_servers"] = []  # one datacenter: no Consul WAN peers, only lent Nomad clients
     nomad_sites = set(nomad_server_sites) if nomad_server_sites is not None else cloud_names
     out: dict[str, list[dict[str, Any]]] = {}
     for site in cloud_sites:
@@ -382,7 +392,11 @@ def build_plan(inv: Inventory) -> dict[str, Any]:
         "nodes": nodes,
         "groups": dict(sorted(groups.items())),
         "ports": ports,
-        "topology": {"multi_site": multi_site(sites), "nomad_server_sites": list(server_sites),
+        "lent": [{"site": r["site"], "lender": r["lender"], "nodes": [n["name"] for n in r["nodes"]],
+                  "public_addresses": list(r["public_addresses"]), "scope": dict(r["scope"]),
+                  "not_after": r["not_after"]} for r in inv.lent],
+        "topology": {"multi_site": multi_site(sites, len(inv.lent)), "nomad_server_sites": list(server_sites),
+                     "lent_sites": {r["site"]: r["lender"] for r in inv.lent},
                      "nomad_servers": len(groups.get("nomad_servers", []))},
-        "secgroups": security_groups(sites, ports, platform["ai4os_platform_name"], nodes, server_sites),
+        "secgroups": security_groups(sites, ports, platform["ai4os_platform_name"], nodes, server_sites, inv.lent),
     }

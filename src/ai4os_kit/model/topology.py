@@ -29,9 +29,10 @@ def _servers(site: dict[str, Any]) -> int:
     return sum(pool["count"] for pool in site["pools"] if pool["role"] == "server")
 
 
-def multi_site(sites: list[dict[str, Any]]) -> bool:
-    """More than one site: the sites reach each other only through public addresses."""
-    return len(sites) > 1
+def multi_site(sites: list[dict[str, Any]], lent_sites: int = 0) -> bool:
+    """More than one site (counting sites lent by other installations): the sites reach each
+    other only through public addresses."""
+    return len(sites) + lent_sites > 1
 
 
 def nomad_server_sites(sites_doc: dict[str, Any]) -> list[str]:
@@ -96,10 +97,11 @@ def check_nomad_servers(sites_doc: dict[str, Any], col: Collector) -> None:
                 return
 
 
-def check_reachability(sites: list[dict[str, Any]], col: Collector) -> None:
+def check_reachability(sites: list[dict[str, Any]], col: Collector, lent_sites: int = 0) -> None:
     """With several sites, each cloud site must be reachable without routed private networks."""
-    if not multi_site(sites):
+    if not multi_site(sites, lent_sites):
         return
+    count = f"{len(sites)} sites" + (f" and {lent_sites} lent site(s)" if lent_sites else "")
     for i, site in enumerate(sites):
         if site.get("testbed"):
             continue  # test-bed sites are containers on one local network
@@ -107,7 +109,7 @@ def check_reachability(sites: list[dict[str, Any]], col: Collector) -> None:
         for j, pool in servers:
             if not pool.get("floating_ip"):
                 col.add(("ai4os_sites", i, "pools", j, "floating_ip"),
-                        f"site '{site['name']}' has no public address for its server nodes: with {len(sites)} sites "
+                        f"site '{site['name']}' has no public address for its server nodes: with {count} "
                         "in independent clouds, Consul servers federate and Nomad clients reach the Nomad servers "
                         "only through public addresses (private networks are not routed between clouds)",
                         "set floating_ip: true on the site's server pool")
@@ -120,9 +122,9 @@ def check_reachability(sites: list[dict[str, Any]], col: Collector) -> None:
                     "<router> -c external_gateway_info), or let the kit create the network (create: true)")
 
 
-def check_topology(sites_doc: dict[str, Any], col: Collector) -> None:
+def check_topology(sites_doc: dict[str, Any], col: Collector, lent_sites: int = 0) -> None:
     check_nomad_servers(sites_doc, col)
-    check_reachability(sites_doc["ai4os_sites"], col)
+    check_reachability(sites_doc["ai4os_sites"], col, lent_sites)
 
 
 __all__ = ["SERVER_SITES_KEY", "check_topology", "multi_site", "nomad_server_sites"]

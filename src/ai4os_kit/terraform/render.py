@@ -242,6 +242,10 @@ def render_root(plan: Mapping[str, Any], root_dir: Path, modules_dir: Path = MOD
         "output": {"inventory": {
             "description": "Per site: hosts with addresses, groups, per-host vars (see terraform/modules/inventory).",
             "value": {site["name"]: f"${{module.{module_name(site)}.inventory}}" for site in sites},
+        }, PUBLIC_ADDRESSES: {
+            "description": "Every site's public addresses (node name: floating IP; <site>-router: a created network's "
+                           "router), as the sites' security groups admit them (docs/federation.md).",
+            "value": public_addresses_local(sites),
         }},
     }
 
