@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import copy_sample
+from federation_bed import copy_sample
 
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan

@@ -237,3 +237,51 @@ def test_a_lent_site_named_like_a_site_of_the_borrower_is_refused(borrower: Path
     edited.write_text(yaml.safe_dump(request))
     err = _fail(capsys, "federation", "accept", str(borrower), str(edited))
     assert "site: 'ifca' is a site of this platform too" in err
+
+
+def test_the_lent_nodes_join_the_borrowers_region(borrower: Path, lender: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """After `join`, the lender's plan takes the nodes out of its own Nomad region (group federation_lent)
+    and the nomad role, given the bundle as playbooks/federation-join.yml gives it, renders a client of
+    the borrower's region: its servers, region, datacenter, the scope's meta, no Consul integration."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
+    import hcl_config
+    from cluster_helpers import ROOT, run_playbook
+    from cluster_render import test_secrets
+
+    fingerprint = _accept(borrower, _offer(lender, capsys), capsys, "--namespaces", "ai4eosc")
+    bundle_file = borrower / "federation" / "bundles" / "b-lab.yml"
+    assert main(["federation", "join", str(lender), str(bundle_file), "--ca-fingerprint", fingerprint]) == 0
+    capsys.readouterr()
+    plan = build_plan(load_inventory(lender))
+    doc = bundle.read_doc(bundle_file, bundle.BUNDLE_KIND, "a bundle")
+    assert plan["groups"]["federation_lent"] == ["b-lab-cpu-1", "b-lab-cpu-2"]
+    assert not {"b-lab-cpu-1", "b-lab-cpu-2"} & set(plan["groups"]["nomad"] + plan["groups"]["nomad_clients"])
+    nodes = {n["name"]: n for n in plan["nodes"]}
+    assert nodes["b-lab-cpu-1"]["nomad"]["meta"] == doc["nodes"][0]["meta"]
+    assert nodes["b-lab-cpu-1"]["nomad"]["lent_to"] == "demo"
+    assert "consul" in nodes["b-lab-cpu-1"]["groups"], "the node keeps the lender's Consul agent"
+    hosts = yaml.safe_load((lender / "hosts.yml").read_text())["all"]
+    assert set(hosts["children"]["federation_lent"]["hosts"]) == {"b-lab-cpu-1", "b-lab-cpu-2"}
+    # The role's templates with the values playbooks/federation-join.yml passes (extra vars here).
+    entry = doc["nodes"][0]
+    extra = {"nomad_region": doc["region"], "nomad_datacenter": doc["datacenter"], "nomad_server": False,
+             "nomad_client": True, "nomad_client_servers": doc["servers"], "nomad_node_meta": entry["meta"],
+             "nomad_consul_integration": False, "render_out": str(tmp_path / "out.json"),
+             **yaml.safe_load((lender / "platform.yml").read_text()), **test_secrets()}
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump(extra))
+    shutil.copy(lender / "hosts.yml", tmp_path / "hosts.yml")  # without the inventory's (vaulted) group_vars
+    proc = run_playbook(tmp_path, ROOT / "tests" / "cluster" / "render_config.yml", "--limit", entry["name"],
+                        "-e", f"@{tmp_path / 'vars.yml'}", inventory=str(tmp_path / "hosts.yml"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())[entry["name"]]
+    nomad = hcl_config.loads(out["nomad.hcl"])
+    assert nomad["region"] == "ai4os" and nomad["datacenter"] == "b-lab"
+    assert "consul" not in nomad, "no Consul integration on a lent node"
+    client = hcl_config.loads(out["client.hcl"])
+    assert hcl_config.first(client, "client.server_join.retry_join") == doc["servers"]
+    assert hcl_config.first(client, "client.meta") == entry["meta"]
+    assert hcl_config.unknown_keys(nomad, hcl_config.load_keys("nomad")) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_sample
+from federation_bed import copy_sample
 
 from ai4os_kit.cli import main
 from ai4os_kit.model.inventory import load_inventory

@@ -53,9 +53,22 @@ def cmd_accept(args: argparse.Namespace) -> int:
 
 def cmd_join(args: argparse.Namespace) -> int:
     from ai4os_kit.federation import lender
+    from ai4os_kit.model import ansible_inventory
+    from ai4os_kit.terraform.provision import current_addresses
 
     path = lender.join(Path(args.inventory), Path(args.bundle), args.ca_fingerprint)
     print(f"the bundle checks out (CA, signature, request, certificates, scope, expiry): kept as {path}")
+    inv, plan = _load(args.inventory)  # the lent nodes leave this platform's Nomad plays (group federation_lent)
+    hosts = ansible_inventory.write_plan(inv.path, plan, current_addresses(plan, inv.path))
+    print(f"wrote the Ansible inventory {hosts}")
+    if not args.apply:
+        print(f"next: ansible-playbook -i {hosts} playbooks/federation-join.yml (or join again with --apply)")
+        return 0
+    from ai4os_kit.day2 import playbook
+
+    rc = playbook.run(inv.path, "federation-join.yml", None, shlex.split(args.ansible_args))
+    if rc != 0:
+        raise KitError(f"playbooks/federation-join.yml stopped (exit {rc}); the Ansible output above says why")
     return 0
 
 
@@ -136,6 +149,9 @@ def register(sub: Any) -> None:
     q.add_argument("bundle", metavar="BUNDLE", help="the bundle file from the borrower")
     q.add_argument("--ca-fingerprint", required=True, metavar="SHA256",
                    help="the borrower's CA fingerprint (sha256:..., told by its operator over a trusted channel)")
+    q.add_argument("--apply", action="store_true", help="then run playbooks/federation-join.yml: the lent nodes leave "
+                   "this platform's region and join the borrower's")
+    q.add_argument("--ansible-args", default="", help="more arguments for ansible-playbook (with --apply)")
     q.set_defaults(func=cmd_join)
 
     q = actions.add_parser("revoke", help="borrower: end a lent site's access (drain, close the security groups, purge)")

@@ -26,13 +26,12 @@ from ai4os_kit.errors import InputError
 from ai4os_kit.federation import bundle
 from ai4os_kit.model import secrets
 from ai4os_kit.model.catalog import suggest
-from ai4os_kit.model.lending import FEDERATION_DIR, LABEL, public_network
+from ai4os_kit.model.lending import FEDERATION_DIR, JOINED_FILE, LABEL, public_network
 from ai4os_kit.model.plan import router_address_name
 from ai4os_kit.paths import HOSTS_FILE, TERRAFORM_DIR
 
 KEYS_FILE = "keys.vault"
 REQUEST_FILE = "request.yml"
-JOINED_FILE = "joined.yml"
 CLI = "command line"
 SITES_HINT = "sites.yml"
 LENDABLE = ("cpu", "gpu", "batch", "tryme")  # node roles whose nodes run users' jobs only

@@ -67,6 +67,8 @@ class Inventory:
     nomad_server_sites: list[str] = field(default_factory=list)
     # Sites another installation lends to this one (federation/lent/*.yml, ai4os_kit.model.lending).
     lent: list[dict[str, Any]] = field(default_factory=list)
+    # Nodes of this inventory lent to another installation (federation/*/joined.yml): node -> bundle facts.
+    joined: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def platform_file(self) -> Path:
@@ -623,7 +625,10 @@ def load_inventory(path: str | Path, *, check_vault: bool = True,
         raise InputErrors(errors)
     return Inventory(path=root, platform=platform, sites=sites_doc["ai4os_sites"], resolution=resolution,
                      catalog=catalog, platform_lines=plines, sites_lines=slines,
-                     nomad_server_sites=topology.nomad_server_sites(sites_doc), lent=lent)
+                     nomad_server_sites=topology.nomad_server_sites(sites_doc), lent=lent,
+                     joined=lending.load_joined(root, lambda: {node_name(s["name"], pool_name(p), k)
+                                                               for s in sites_doc["ai4os_sites"] for p in s["pools"]
+                                                               for k in range(1, p["count"] + 1)}))
 
 
 __all__ = ["Inventory", "load_inventory", "copy_inventory", "site_domain", "pool_name", "component_flags"]

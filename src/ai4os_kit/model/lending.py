@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,39 @@ def load_lent(inventory: Path, own_sites: set[str], namespaces: set[str]) -> lis
     return records
 
 
+JOINED_FILE = "joined.yml"  # federation/<borrower>/joined.yml: a bundle `federation join` checked
+
+
+def load_joined(inventory: Path, own_nodes: Callable[[], set[str]]) -> dict[str, dict[str, Any]]:
+    """The lender's side: node name -> what makes it a client of the borrower's region (from the
+    bundles `ai4os-kit federation join` checked and kept): platform, region, datacenter, servers,
+    meta. Every node named must still be a node of this inventory (``own_nodes``, computed only
+    when a bundle is joined)."""
+    out: dict[str, dict[str, Any]] = {}
+    folder = Path(inventory) / FEDERATION_DIR
+    files = sorted(folder.glob(f"*/{JOINED_FILE}")) if folder.is_dir() else []
+    names = own_nodes() if files else set()
+    for file in files:
+        data, _ = load_yaml(file)
+        if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+            raise InputError(str(file), "nodes", "is not a join bundle", "join the bundle again with "
+                             "`ai4os-kit federation join`, or remove the file to take the nodes back")
+        for entry in data["nodes"]:
+            name = str(entry.get("name"))
+            if name not in names:
+                raise InputError(str(file), "nodes", f"'{name}' is lent to {data.get('platform')} but is no node of "
+                                 "this inventory any more", "ask the borrower to revoke the site, then remove "
+                                 f"{file} (or keep the node in sites.yml until then)")
+            if name in out:
+                raise InputError(str(file), "nodes", f"'{name}' is lent to two platforms "
+                                 f"({out[name]['platform']} and {data.get('platform')})",
+                                 "a node joins one region: remove one of the joined bundles")
+            out[name] = {"platform": data.get("platform"), "region": data.get("region"),
+                         "datacenter": data.get("datacenter"), "servers": list(data.get("servers") or []),
+                         "meta": dict(entry.get("meta") or {}), "bundle": str(file.relative_to(inventory))}
+    return out
+
+
 def node_meta(record: dict[str, Any], tags: str) -> dict[str, str]:
     """The Nomad node meta a lent node carries (the plan's meta contract plus the lending marks)."""
     scope = record["scope"]
@@ -119,4 +153,5 @@ def expired(record: dict[str, Any], now: dt.datetime | None = None) -> bool:
     return when <= (now or dt.datetime.now(dt.UTC))
 
 
-__all__ = ["LENT_DIR", "REVOKED_DIR", "RECORD_KIND", "load_lent", "check_record", "node_meta", "public_network"]
+__all__ = ["LENT_DIR", "REVOKED_DIR", "RECORD_KIND", "JOINED_FILE", "load_lent", "load_joined", "check_record",
+           "node_meta", "public_network"]

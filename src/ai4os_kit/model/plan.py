@@ -31,6 +31,10 @@ NODE_TYPE = {
     "batch": "batch",
 }
 DATA_MOUNT = "/srv/ai4os"
+# A node lent to another installation (sites.yml of this one, federation/<borrower>/joined.yml) leaves
+# this platform's Nomad region: playbooks/federation-join.yml makes it a client of the borrower's.
+LENT_GROUP = "federation_lent"
+LENT_LEAVES = ("nomad", "nomad_clients")
 WORLD = "0.0.0.0/0"
 
 
@@ -369,6 +373,15 @@ def build_plan(inv: Inventory) -> dict[str, Any]:
             nodes += site_nodes
             sites.append(_site_entry(site, platform, pools, site_nodes))
     ports = port_table(enabled)
+    for node in nodes:  # lent to another installation: a Nomad client of its region, not of this one
+        lent_to = inv.joined.get(node["name"])
+        if lent_to:
+            node["groups"] = [g for g in node["groups"] if g not in LENT_LEAVES] + [LENT_GROUP]
+            node["nomad"] = dict(node["nomad"], meta=dict(lent_to["meta"]), lent_to=lent_to["platform"])
+            for group in LENT_LEAVES:
+                if node["name"] in groups.get(group, []):
+                    groups[group] = [n for n in groups[group] if n != node["name"]]
+            groups.setdefault(LENT_GROUP, []).append(node["name"])
     components = {
         name: {"enabled": name in inv.resolution.enabled,
                "reason": inv.resolution.enabled.get(name) or inv.resolution.disabled[name],
