@@ -30,6 +30,8 @@ def expected_addresses(conn: Any, plan: dict[str, Any], site: dict[str, Any]) ->
         host_vars = {"ansible_host": public or port.fixed_ips[0]["ip_address"], "ansible_user": user}
         if public is None:
             host_vars["ansible_ssh_common_args"] = f"-o ProxyJump={user}@{bastion_ip}"
+        else:  # the address the roles advertise across sites (docs/federation.md)
+            host_vars["ai4os_node_public_address"] = public
         out[node["name"]] = host_vars
     return out
 
