@@ -44,7 +44,9 @@ def site_pools(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 def _names(inventory: Path, sites: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
-    (inventory / "sites.yml").write_text(yaml.safe_dump({"ai4os_sites": sites}))
+    # the region's servers: the first site's (an explicit choice is required with several sites)
+    (inventory / "sites.yml").write_text(yaml.safe_dump({"ai4os_sites": sites,
+                                                         "ai4os_nomad_server_sites": [sites[0]["name"]]}))
     plan = build_plan(load_inventory(inventory, check_vault=False, resolve_egi=None))
     return {(s["name"], p["name"]): list(p["nodes"]) for s in plan["sites"] for p in s["pools"]}
 

@@ -26,7 +26,7 @@ PLAYBOOKS = ROOT / "playbooks"
 SRC = ROOT / "src" / "ai4os_kit"
 
 # Roles that are shared mechanisms, not components; each must be included by something.
-MECHANISMS = {"platform_job", "validate_inventory", "preflight", "artifacts", "node_cert", "day2"}
+MECHANISMS = {"platform_job", "validate_inventory", "preflight", "artifacts", "node_cert", "day2", "federation"}
 # Components without a role of their own, and the files that implement them (each must name it).
 NO_ROLE = {
     "tryme": ["src/ai4os_kit/model/placement.py",             # tryme pools need it switched on
