@@ -37,6 +37,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
+import msgspec
+import numpy as np
+
 from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import PAGE_SIZE, NomadSettings, NomadSource
@@ -50,6 +53,8 @@ START = 1767225600  # 2026-01-01T00:00:00Z
 SPAN = 90 * 86400   # allocations start within three months
 NOW = START + SPAN + 86400
 TARGET_SIZE, TARGET_S, TARGET_MB = 10_000_000, 120, 500
+POOL_PAGES = 8  # distinct generated pages, replayed with other ids (generating every stub cost more than reading it)
+REPLAY = "RRRRRRRR"  # where a replayed page's number goes
 CTX = apel.ExportContext(site_names={"site0": "SITE-A", "site1": "SITE-B"},  # site2 is not an EGI site
                          vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
                          compute_service="AI4OS Nomad")
@@ -181,24 +186,46 @@ class GeneratedNomad(NomadSource):
         self.api = SimpleNamespace(allocations="allocations", jobs="jobs")
         self.count, self.events = count, events
         self.nodes = {n["ID"]: n for n in NODES}
-        self.gen_wall = self.gen_cpu = 0.0
+        self.gen_cpu = 0.0  # CPU time of the thread generating the pages (not counted)
         self.full_reads = 0
 
-    def _pages(self, endpoint: Any, what: str, params: dict[str, Any]) -> Iterator[tuple[bytes, int]]:
+    def _pool(self, endpoint: Any) -> list[tuple[bytearray, np.ndarray, int]]:
+        """POOL_PAGES pages (page bytes, where the replay number goes, stubs), generated once; see _pages."""
         rng = random.Random(16)
-        for lo in range(0, self.count, PAGE_SIZE):
-            t0, c0 = time.perf_counter(), time.process_time()
+        pool = []
+        for lo in range(0, min(self.count, POOL_PAGES * PAGE_SIZE), PAGE_SIZE):
             hi = min(lo + PAGE_SIZE, self.count)
             if endpoint == "jobs":
                 items = [_JOB % (i, i, _namespace(i), i, _namespace(i), 99 + 2 * i, 101 + 2 * i, 99 + 2 * i,
                                  99 + 2 * i, 99 + 2 * i, START * 10**9, i % 5000, i % 5000, i % 5000, i)
                          for i in range(lo, hi)]
+            else:  # the id's first 8 hex digits: the replay number
+                items = ['{"ID":"' + REPLAY + allocation_stub(i, rng, self.events)[7 + len(REPLAY):]
+                         for i in range(lo, hi)]
+            page = bytearray(("[" + ",".join(items) + "]").replace("job-", f"job-{REPLAY}-").encode())
+            marks = np.frombuffer(page, np.uint8)
+            at = np.flatnonzero(marks[:len(marks) - len(REPLAY) + 1] == ord(REPLAY[0]))
+            at = at[[page[a:a + len(REPLAY)] == REPLAY.encode() for a in at.tolist()]]
+            pool.append((page, at[:, None] + np.arange(len(REPLAY)), hi - lo))
+        return pool
+
+    def _pages(self, endpoint: Any, what: str, params: dict[str, Any]) -> Iterator[tuple[bytes, int]]:
+        """The listing: page k is pool page k % POOL_PAGES with replay number k // POOL_PAGES written in place
+        (the first 8 hex digits of each allocation id, and the job ids), so every id and job is unique."""
+        t0 = time.thread_time()
+        pool = self._pool(endpoint)
+        self.gen_cpu += time.thread_time() - t0
+        for k, lo in enumerate(range(0, self.count, PAGE_SIZE)):
+            t0 = time.thread_time()
+            page, at, size = pool[k % len(pool)]
+            np.frombuffer(page, np.uint8)[at] = np.frombuffer(b"%08x" % (k // len(pool)), np.uint8)
+            if self.count - lo < size:  # the last page, shorter
+                docs = msgspec.json.decode(page)[:self.count - lo]
+                body = msgspec.json.encode(docs)
             else:
-                items = [allocation_stub(i, rng, self.events) for i in range(lo, hi)]
-            page = ("[" + ",".join(items) + "]").encode()
-            self.gen_wall += time.perf_counter() - t0
-            self.gen_cpu += time.process_time() - c0
-            yield page, 100 + 2 * self.count
+                body = bytes(page)
+            self.gen_cpu += time.thread_time() - t0
+            yield body, 100 + 2 * self.count
 
     def node(self, node_id: str) -> dict[str, Any] | None:
         return self.nodes.get(node_id)
@@ -234,29 +261,29 @@ def main() -> int:
               flush=True)
 
     upsert_time = [0.0, 0.0]
-    real_upsert = Store.upsert
+    real_upsert = Store.upsert_columns
 
-    def timed_upsert(self: Store, usages: Any, seen_at: int) -> int:
-        t0, c0 = time.perf_counter(), time.process_time()
+    def timed_upsert(self: Store, pages: Any, seen_at: int) -> int:  # runs on the collector's store thread
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            return real_upsert(self, usages, seen_at)
+            return real_upsert(self, pages, seen_at)
         finally:
             upsert_time[0] += time.perf_counter() - t0
-            upsert_time[1] += time.process_time() - c0
+            upsert_time[1] += time.thread_time() - c0
 
     try:
         source = GeneratedNomad(args.allocations, args.task_events)
         t0, c0 = time.perf_counter(), time.process_time()
-        Store.upsert = timed_upsert  # type: ignore[method-assign]
+        Store.upsert_columns = timed_upsert  # type: ignore[method-assign]
         try:
             with Store(work / "accounting.sqlite") as store:
                 result = collect(source, store, clock=lambda: NOW)
                 count = store.count()
         finally:
-            Store.upsert = real_upsert  # type: ignore[method-assign]
-        stage(f"collect {count:,} (decode, parse, store)", t0, c0, (source.gen_wall, source.gen_cpu))
-        print(f"{'  of which store upserts':<40} wall {upsert_time[0]:7.1f} s  cpu {upsert_time[1]:7.1f} s  "
-              f"(generating the pages, not counted: {source.gen_wall:.1f} s)")
+            Store.upsert_columns = real_upsert  # type: ignore[method-assign]
+        stage(f"collect {count:,} (decode, parse, store)", t0, c0, (source.gen_cpu, source.gen_cpu))
+        print(f"{'  of which store writes (own thread)':<40} wall {upsert_time[0]:7.1f} s  cpu {upsert_time[1]:7.1f} s  "
+              f"(generating the pages, not counted: {source.gen_cpu:.1f} s)")
         if result.problems or source.full_reads or count != args.allocations:
             print(f"collect went wrong: {len(result.problems)} problem(s), {source.full_reads} full read(s), "
                   f"{count} stored", file=sys.stderr)

@@ -6,10 +6,12 @@ Nomad is the recorded-response TEST DOUBLE (nomad_double.py) where a server is n
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import msgspec
 import pytest
@@ -21,7 +23,9 @@ from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, decode_jobs, \
     usage_from_stub
-from ai4os_kit.accounting.nomad_parse import MalformedAllocation, parse_allocation, parse_node
+from ai4os_kit.accounting.model import Usage
+from ai4os_kit.accounting.nomad_page import page_columns, task_times
+from ai4os_kit.accounting.nomad_parse import MalformedAllocation, _epoch_from_rfc3339, parse_allocation, parse_node
 from ai4os_kit.accounting.store import Store
 
 NODE = parse_node(fixture("node-gpu.json"))
@@ -81,6 +85,61 @@ def test_fast_path_equals_the_reference_parser(doc: dict[str, Any], node: Any) -
     if doc["ClientStatus"] != "unknown" and reference is not None:
         assert fast is not None or any(s and not s.endswith("Z") for t in doc["TaskStates"].values()
                                        for s in (t["StartedAt"], t["FinishedAt"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(docs=st.lists(stubs(), min_size=1, max_size=6), nodes=st.lists(st.sampled_from([NODE, None]), min_size=6,
+                                                                       max_size=6),
+       owners=st.lists(st.sampled_from(["someone", "other@egi.eu", None, MISSING]), min_size=6, max_size=6))
+def test_page_columns_equal_the_reference_parser_stub_by_stub(docs: list[dict[str, Any]], nodes: list[Any],
+                                                              owners: list[Any]) -> None:
+    """A whole page computed with numpy gives each stub the reference's usage, or declines it (never another value)."""
+    page = decode_allocations(json.dumps(docs).encode())
+    done = page_columns(page, nodes[:len(docs)], owners[:len(docs)])
+    if done is None:  # the page as a whole is left to the per-stub path
+        return
+    columns, declined = done
+    assert len(columns) == len(Usage._fields) and all(len(c) == len(docs) for c in columns)
+    for i, (doc, row) in enumerate(zip(docs, zip(*columns))):
+        try:
+            reference = parse_allocation(copy.deepcopy(doc), nodes[i])._replace(owner=owners[i])
+        except MalformedAllocation:
+            reference = None
+        if i in declined:  # only what the per-stub path also declines, or what has no owner in the job listing
+            assert usage_from_stub(page[i], nodes[i], "x") is None or not isinstance(owners[i], str)
+        else:
+            assert isinstance(owners[i], str) and Usage(*row) == reference
+
+
+@settings(max_examples=200, deadline=None)
+@given(stamps=st.lists(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59)),
+                       max_size=20), fraction=st.text("0123456789", max_size=9))
+def test_task_times_read_nomad_times_as_the_reference_does(stamps: list[dt.datetime], fraction: str) -> None:
+    values = [s.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + (f".{fraction}" if fraction else "") + "Z" for s in stamps]
+    present, good, epoch = task_times(values)  # type: ignore[misc]
+    expected = [None if v.startswith("0001-01-01") else _epoch_from_rfc3339(v, "a", "f") for v in values]
+    assert [int(e) if g else None for e, g in zip(epoch, good)] == expected
+    assert present.tolist() == [e is not None for e in expected]
+
+
+@pytest.mark.parametrize("value", ["2026-02-29T10:00:00Z", "2024-02-30T10:00:00Z", "2026-04-31T00:00:00Z",
+                                   "2026-01-01T24:00:00Z", "2026-01-01T10:60:00Z", "2026-01-01T10:00:60Z",
+                                   "0000-01-01T00:00:00Z", "2026-01-01T10:00:00Z\x00", "2026-01-01T10:00:00+00:00",
+                                   "2026-01-01T10:00:00.5", "2026-W01-1T10:00:00Z", "2026-01-01", "x", "2026-01-01 10:00:00Z"])
+def test_task_times_leave_every_other_form_to_the_reference(value: str) -> None:
+    present, good, _ = task_times(["2026-01-01T10:00:00Z", value, None, "", "0001-01-01T00:00:00Z"])  # type: ignore[misc]
+    assert present.tolist() == [True, True, False, False, False] and good.tolist() == [True] + [False] * 4
+
+
+@pytest.mark.parametrize("alloc_id", ["6b8c7f2e3a414c559d2e0f1a2b3c4d5e", "{6b8c7f2e-3a41-4c55-9d2e-0f1a2b3c4d5e}",
+                                      "6b8c7f2e-3a41-4c55-9d2e-0f1a2b3c4d5", "6b8c7f2e-3a41-4c55-9d2e+0f1a2b3c4d5e",
+                                      "6b8c7f2e-3a41-4c55-9d2e-0f1a2b3c4d5é"])
+def test_page_leaves_an_id_not_in_canonical_form_to_the_reference(alloc_id: str) -> None:
+    good, odd = fixture("allocation-gpu-running.json"), fixture("allocation-cpu-complete.json")
+    odd["ID"] = alloc_id
+    page = decode_allocations(json.dumps([good, odd, good]).encode())
+    done = page_columns(page, [NODE, None, NODE], ["x", "x", "x"])
+    assert done is not None and done[1] == [1] and done[0][0][0] == good["ID"]
 
 
 def test_a_time_just_before_a_second_counts_that_second() -> None:
@@ -163,16 +222,17 @@ def test_first_run_writes_without_the_id_index_and_builds_it(nomad_double: Nomad
     ids = {nomad_double.create(template, 1772233200 + i) for i in range(7)}
     with Store(tmp_path / "acct.sqlite") as store:
         indexes_during: list[set[str]] = []
-        real = store.upsert
+        real = store.upsert_columns
 
-        def spy(usages: Any, seen_at: int) -> int:
+        def spy(pages: Any, seen_at: int) -> int:
             indexes_during.append({r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")})
-            return real(usages, seen_at)
+            return real(pages, seen_at)
 
-        store.upsert = spy  # type: ignore[method-assign]
+        store.upsert_columns = spy  # type: ignore[method-assign]
         collect(_source(nomad_double), store)
         after = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert all("allocations_id" not in names for names in indexes_during) and "allocations_id" in after
+        assert indexes_during and all("allocations_id" not in names for names in indexes_during)
+        assert "allocations_id" in after
         assert set(store.modify_indexes()) == ids
         again = collect(_source(nomad_double), store)  # the second run upserts through the index
         assert (again.fetched, again.written) == (0, 0)
@@ -198,6 +258,9 @@ def test_any_task_time_the_fast_path_cannot_read_leaves_the_allocation_to_the_re
     doc["TaskStates"]["extra"] = {"StartedAt": "2026-02-27T23:00:05Z", "FinishedAt": "2026-02-28T23:30:05Z"}
     typed = decode_allocations(json.dumps([doc]).encode())[0]
     assert usage_from_stub(typed, None, "x") is None
+    good = fixture("allocation-gpu-running.json")
+    page = decode_allocations(json.dumps([good, doc]).encode())
+    assert page_columns(page, [NODE, None], ["x", "x"]) in (None, (ANY, [1]))  # declined, the other one kept
     try:
         reference = parse_allocation(doc, None)
     except MalformedAllocation:

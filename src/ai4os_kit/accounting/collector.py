@@ -25,6 +25,7 @@ import gc
 import itertools
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -33,6 +34,7 @@ import msgspec
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_client import NomadSource
 from ai4os_kit.accounting.nomad_listing import MISSING, AllocStub, as_stub, usage_from_stub
+from ai4os_kit.accounting.nomad_page import page_columns
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, NodeInfo, parse_allocation, parse_node
 from ai4os_kit.accounting.store import Store
 
@@ -51,22 +53,58 @@ class RunResult:
     problems: list[MalformedAllocation] = field(default_factory=list)
 
 
-def _node(source: NomadSource, store: Store, cache: dict[str, NodeInfo | None], node_id: str) -> NodeInfo | None:
+class _StoreThread:
+    """The store driven from a thread of its own during a run: a batch is written while the next one is read.
+
+    SQLite does its part of a write (``sqlite3_step``) without holding
+    Python's GIL, so writing a batch runs on the second core while this
+    thread decodes the following pages. Calls run in the order they are made,
+    one at a time: a call waits for the write in flight (and raises its
+    error) before it runs, so nothing reads or writes past a failed batch.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accounting-store")
+        self._writing: Future[int] | None = None
+
+    def call(self, method: Callable[..., Any], *args: Any) -> Any:
+        """Run a store method on the store's thread and wait for its result."""
+        self.wait()
+        return self._pool.submit(method, *args).result()
+
+    def write(self, method: Callable[..., int], *args: Any) -> int:
+        """Start a write after the one in flight; returns the rows changed by the one in flight (0 if none)."""
+        done = self.wait()
+        self._writing = self._pool.submit(method, *args)
+        return done
+
+    def wait(self) -> int:
+        """Wait for the write in flight; rows it changed."""
+        writing, self._writing = self._writing, None
+        return writing.result() if writing is not None else 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _node(source: NomadSource, store: _StoreThread, cache: dict[str, NodeInfo | None],
+          node_id: str) -> NodeInfo | None:
     if node_id not in cache:
         doc = source.node(node_id) if node_id else None
         if doc is not None:
             info = parse_node(doc)
-            store.put_nodes([info])
+            store.call(store.store.put_nodes, [info])
             cache[node_id] = info
         else:  # node purged from Nomad: use what the store remembers
-            cache[node_id] = store.node(node_id)
+            cache[node_id] = store.call(store.store.node, node_id)
     return cache[node_id]
 
 
 class _Run:
     """State of one collector run."""
 
-    def __init__(self, source: NomadSource, store: Store, owner_key: str) -> None:
+    def __init__(self, source: NomadSource, store: _StoreThread, owner_key: str) -> None:
         self.source, self.store, self.owner_key = source, store, owner_key
         self.owners = source.job_owners(owner_key)
         self.nodes: dict[str, NodeInfo | None] = {}
@@ -74,20 +112,41 @@ class _Run:
     def node(self, node_id: str) -> NodeInfo | None:
         return self.nodes[node_id] if node_id in self.nodes else _node(self.source, self.store, self.nodes, node_id)
 
-    def usages(self, stubs: list[Any], result: RunResult) -> list[tuple[str, Usage | None]]:
-        """(id, usage) of each changed allocation of a page; usage None: it vanished before its full read."""
-        if all(type(s) is AllocStub for s in stubs):  # the usual page: typed stubs, the fast path
+    def page(self, stubs: list[Any], result: RunResult) -> tuple[list[list[Any]] | None, list[str]]:
+        """The changed allocations of a page as store columns (None: none to write), and those that vanished.
+
+        A page of typed stubs is computed column by column (``nomad_page``);
+        what that declines, and every stub of a page it cannot take, goes
+        through the per-stub fast path or the reference parser.
+        """
+        pairs: list[tuple[str, Usage | None] | None]
+        if all(type(s) is AllocStub for s in stubs):  # the usual page: typed stubs
             owners = self.owners.lookup([(s.Namespace or "default", s.JobID) for s in stubs])
-            nodes, out = self.nodes, []
-            for stub, owner in zip(stubs, owners):
-                node = nodes[stub.NodeID] if stub.NodeID in nodes else self.node(stub.NodeID)
-                usage = usage_from_stub(stub, node, owner) if owner is not None and owner is not MISSING else None
-                out.append((stub.ID, usage) if usage is not None else self._slow(stub, stub, owner, result))
-            return [u for u in out if u is not None]
-        typed = [s if isinstance(s, AllocStub) else as_stub(s) for s in stubs]
-        keys = [(t.Namespace or "default", t.JobID) if t is not None else _job_key(s) for s, t in zip(stubs, typed)]
-        done = [self._slow(stub, fast, owner, result) for stub, fast, owner in zip(stubs, typed, self.owners.lookup(keys))]
-        return [u for u in done if u is not None]
+            known = self.nodes
+            nodes = [known[s.NodeID] if s.NodeID in known else self.node(s.NodeID) for s in stubs]
+            done = page_columns(stubs, nodes, owners)
+            if done is not None and not done[1]:
+                return done[0], []
+            if done is not None:
+                declined = set(done[1])
+                pairs = [self._slow(stub, stub, owner, result) if i in declined else (stub.ID, row)
+                         for i, (stub, owner, row) in enumerate(zip(stubs, owners, zip(*done[0])))]
+            else:
+                pairs = [self._fast(stub, node, owner, result) for stub, node, owner in zip(stubs, nodes, owners)]
+        else:
+            typed = [s if isinstance(s, AllocStub) else as_stub(s) for s in stubs]
+            keys = [(t.Namespace or "default", t.JobID) if t is not None else _job_key(s)
+                    for s, t in zip(stubs, typed)]
+            pairs = [self._slow(stub, fast, owner, result)
+                     for stub, fast, owner in zip(stubs, typed, self.owners.lookup(keys))]
+        rows = [row for pair in pairs if pair is not None and (row := pair[1]) is not None]
+        vanished = [pair[0] for pair in pairs if pair is not None and pair[1] is None]
+        return ([list(column) for column in zip(*rows)] if rows else None), vanished
+
+    def _fast(self, stub: AllocStub, node: NodeInfo | None, owner: Any,
+              result: RunResult) -> tuple[str, Usage | None] | None:
+        usage = usage_from_stub(stub, node, owner) if owner is not None and owner is not MISSING else None
+        return (stub.ID, usage) if usage is not None else self._slow(stub, stub, owner, result)
 
     def _slow(self, stub: Any, fast: AllocStub | None, owner: Any,
               result: RunResult) -> tuple[str, Usage | None] | None:
@@ -132,26 +191,33 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
     result = RunResult()
     pages = source.allocation_pages()
     first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
-    run = _Run(source, store, owner_key)
     compare = store.count() > 0  # an empty store (a first run) has no index to compare with
     store.begin_bulk()
     collecting = gc.isenabled()
     gc.disable()  # a run makes millions of short-lived acyclic objects: cycle collection would only cost time
+    db = _StoreThread(store)
     try:
-        _read_listing(run, store, itertools.chain([first] if first else [], pages), compare, result, clock)
+        run = _Run(source, db, owner_key)
+        _read_listing(run, db, itertools.chain([first] if first else [], pages), compare, result, clock)
     finally:
-        if collecting:
-            gc.enable()
-        store.end_bulk()
+        try:
+            db.wait()
+        finally:
+            db.close()
+            if collecting:
+                gc.enable()
+            store.end_bulk()
     return result
 
 
-def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]], compare: bool,
+def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[tuple[list[Any], int]], compare: bool,
                   result: RunResult, clock: Callable[[], float]) -> None:
     """Read the listing page by page: touch open allocations seen, parse the changed ones, commit in batches."""
-    open_before = store.open_ids()
+    store = db.store
+    open_before = db.call(store.open_ids)
     seen_open: set[str] = set()
-    batch: list[Usage] = []
+    batch: list[list[list[Any]]] = []  # pages of columns
+    batch_rows = 0
     vanished: list[str] = []
     now = 0
     committed = time.monotonic()
@@ -159,7 +225,7 @@ def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]
         if not now:  # the first page: Nomad's index and the time of this run
             now = int(clock())
             result.nomad_index = index
-            previous = store.meta("nomad_index")
+            previous = db.call(store.meta, "nomad_index")
             if index and index < previous:
                 LOG.warning("Nomad's index went back from %d to %d (cluster restored?); reading every allocation",
                             previous, index)
@@ -170,26 +236,26 @@ def _read_listing(run: _Run, store: Store, pages: Iterator[tuple[list[Any], int]
         page_open = [a for a in ids if a in open_before] if open_before else []
         if page_open:
             seen_open.update(page_open)
-            store.touch(page_open, now)
+            db.call(store.touch, page_open, now)
         if compare:
-            known = store.modify_indexes_of([a for a in ids if isinstance(a, str)])
+            known = db.call(store.modify_indexes_of, [a for a in ids if isinstance(a, str)])
             changed = [s for s, a in zip(stubs, ids)
                        if not isinstance(modify := _field(s, "ModifyIndex"), int) or modify > known.get(a, -1)]
         else:
             changed = stubs
         result.fetched += len(changed)
-        for alloc_id, usage in run.usages(changed, result):
-            if usage is None:
-                vanished.append(alloc_id)
-            else:
-                batch.append(usage)
-        if len(batch) >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
-            result.written += store.upsert(batch, now)
-            batch = []
+        columns, gone_early = run.page(changed, result)
+        vanished += gone_early
+        if columns is not None:
+            batch.append(columns)
+            batch_rows += len(columns[0])
+        if batch_rows >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
+            result.written += db.write(store.upsert_columns, batch, now)
+            batch, batch_rows = [], 0
             committed = time.monotonic()
     now = now or int(clock())
-    result.written += store.upsert(batch, now)
+    result.written += db.write(store.upsert_columns, batch, now) + db.wait()
     gone = (open_before - seen_open) | (set(vanished) & open_before)
-    result.gone = store.close_gone(sorted(gone))
-    store.set_meta("nomad_index", result.nomad_index)
-    store.set_meta("last_run", now)
+    result.gone = db.call(store.close_gone, sorted(gone))
+    db.call(store.set_meta, "nomad_index", result.nomad_index)
+    db.call(store.set_meta, "last_run", now)

@@ -22,6 +22,7 @@ from ai4os_kit.errors import KitError
 SCHEMA_VERSION = 1  # rows in insertion order, a unique index on the id: random ids stay cheap to insert
 CACHE = -131072  # SQLite page cache, KiB (negative): 128 MiB
 BULK_CACHE = -32768  # during a first run's bulk load (and the index sort at its end): 32 MiB
+ROWS_PER_STATEMENT = 500  # rows of one multi-row INSERT (a listing page), within SQLite's variable limit
 ID_INDEX = "allocations_id"  # the unique index on alloc_id (stores made before it was named have SQLite's own)
 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
@@ -66,14 +67,9 @@ INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION});
 INSERT OR IGNORE INTO meta VALUES ('change_seq', 0);
 """
 
-_INSERT = f"""
-INSERT INTO allocations ({", ".join(_COLUMNS)}, last_seen, change_seq)
-VALUES ({", ".join("?" * len(_COLUMNS))}, ?, ?)
-"""
-
-_UPSERT = f"""
-INSERT INTO allocations ({", ".join(_COLUMNS)}, last_seen, change_seq)
-VALUES ({", ".join("?" * len(_COLUMNS))}, ?, ?)
+_INSERT_HEAD = f"INSERT INTO allocations ({', '.join(_COLUMNS)}, last_seen, change_seq) VALUES "
+_ROW = "(" + ", ".join("?" * (len(_COLUMNS) + 2)) + ")"
+_ON_CONFLICT = f"""
 ON CONFLICT(alloc_id) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])},
     last_seen = excluded.last_seen,
@@ -81,6 +77,8 @@ ON CONFLICT(alloc_id) DO UPDATE SET
 WHERE excluded.modify_index > allocations.modify_index
    OR (excluded.modify_index = allocations.modify_index AND allocations.status = '{GONE}')
 """
+_INSERT = _INSERT_HEAD + _ROW
+_UPSERT = _INSERT + _ON_CONFLICT
 
 
 assert Usage._fields == ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter",
@@ -96,7 +94,8 @@ class Store:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            # the collector writes from a thread of its own (one thread at a time, see collector._StoreThread)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # a commit survives a crash of the process; fsync at checkpoints
             self.db.execute(f"PRAGMA cache_size={CACHE}")  # 128 MiB: the allocation-id index of a million rows fits
@@ -105,6 +104,9 @@ class Store:
             self.db.execute("PRAGMA wal_autocheckpoint=16384")
             self.db.executescript(_SCHEMA)
             self._bulk = False
+            self._statements: dict[tuple[bool, int], str] = {}
+            limit = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._rows_per_statement = max(1, min(ROWS_PER_STATEMENT, limit // (len(_COLUMNS) + 2)))
             self.ensure_id_index()
         except (OSError, sqlite3.Error) as exc:
             raise KitError(f"cannot open the accounting store {self.path}: {exc}; "
@@ -201,6 +203,54 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         return changed
+
+    def upsert_columns(self, pages: Sequence[Sequence[list[Any]]], seen_at: int) -> int:
+        """:meth:`upsert` of rows given as columns (a list per column, in ``Usage`` field order), page by page.
+
+        Each page goes to SQLite as multi-row ``INSERT ... VALUES`` statements
+        whose parameters are laid out by slice assignment from the columns:
+        no tuple per row, and SQLite's step (which runs without Python's GIL)
+        does a page at a time.
+        """
+        if not any(columns and columns[0] for columns in pages):
+            return 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = self.meta("change_seq") + 1
+            before = self.db.total_changes
+            for columns in pages:
+                self._write_columns(columns, seen_at, seq)
+            changed = self.db.total_changes - before
+            self.set_meta("change_seq", seq)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _write_columns(self, columns: Sequence[list[Any]], seen_at: int, seq: int) -> None:
+        width = len(_COLUMNS) + 2
+        total = len(columns[0])
+        for lo in range(0, total, self._rows_per_statement):
+            count = min(self._rows_per_statement, total - lo)
+            params: list[Any] = [seen_at] * (count * width)
+            if lo or count < total:
+                for j, column in enumerate(columns):
+                    params[j::width] = column[lo:lo + count]
+            else:
+                for j, column in enumerate(columns):
+                    params[j::width] = column
+            params[width - 1::width] = [seq] * count
+            self.db.execute(self._statement(count), params)
+
+    def _statement(self, count: int) -> str:
+        """The INSERT (bulk load) or upsert of ``count`` rows (kept for the sizes in use: a page and the last one)."""
+        key = (self._bulk, count)
+        if key not in self._statements:
+            if len(self._statements) > 8:
+                self._statements.clear()
+            self._statements[key] = _INSERT_HEAD + ",".join([_ROW] * count) + ("" if self._bulk else _ON_CONFLICT)
+        return self._statements[key]
 
     def touch(self, alloc_ids: Iterable[str], seen_at: int) -> None:
         """Record that these allocations were still present in Nomad at ``seen_at`` (what closing a gone one reads)."""
