@@ -186,3 +186,25 @@ def test_scale_narrows_every_site_play_to_the_new_nodes(tmp_path: Path) -> None:
     assert [(p[0], int(p[2]), p[3].split()) for p in plays] == [
         ("consul:&local-cpu-5", 1, ["local-cpu-5"]), ("nomad:&local-cpu-5", 1, ["local-cpu-5"]),
         ("traefik:&local-cpu-5", 0, [])]
+
+
+def test_destructive_commands_need_a_confirmation(tmp_path: Path, monkeypatch, capfd) -> None:
+    """Without a terminal and without --yes/--confirm, remove-node, reset and restore refuse (exit 2)
+    and run nothing; a wrong platform name is refused too."""
+    bed = Day2Bed(tmp_path)
+    bed.close()
+    for key, value in bed.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr("sys.stdin", open("/dev/null"))
+    _shrink(bed, cpu=4)
+    assert main(["remove-node", str(bed.inventory), "local-cpu-5"]) == 2
+    assert "fix: re-run with --yes\n" in capfd.readouterr().err
+    assert main(["reset", str(bed.inventory)]) == 2
+    assert "--confirm local" in capfd.readouterr().err
+    assert main(["reset", str(bed.inventory), "--confirm", "other"]) == 2
+    assert "not confirmed (expected 'local'); nothing was changed" in capfd.readouterr().err
+    snap = bed.tmp / "nomad-20260101T000000Z-2.0.4.snap"
+    snap.write_bytes(b"x")
+    assert main(["restore", str(bed.inventory), "--file", str(snap)]) == 2
+    assert "ansible-playbook" not in capfd.readouterr().out
+    assert not bed.consul.log and not bed.nomad.log

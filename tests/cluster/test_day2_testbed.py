@@ -32,7 +32,7 @@ from ai4os_kit.model.plan import build_plan
 
 pytestmark = pytest.mark.integration
 
-SHARED = ROOT / "molecule" / "_shared"
+TESTBED_PLAYS = ROOT / "playbooks" / "testbed"
 CONTAINER = "ai4os-day2-tb-1"
 
 
@@ -113,7 +113,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             pytest.fail(f"test-bed unavailable in CI: {problem}")
         pytest.skip(f"test-bed unavailable: {problem}")
     made = Node(tmp_path_factory.mktemp("day2tb"))
-    create = subprocess.run([ansible_bin("ansible-playbook"), "-i", "localhost,", str(SHARED / "create.yml"),
+    create = subprocess.run([ansible_bin("ansible-playbook"), "-i", "localhost,", str(TESTBED_PLAYS / "create.yml"),
                              "-e", f"@{made.tmp / 'molecule.json'}"], env=made.env, capture_output=True, text=True,
                             timeout=900, check=False)
     assert create.returncode == 0, create.stdout[-3000:]
@@ -123,7 +123,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         assert first.returncode == 0, first.stdout[-5000:]
         yield made
     finally:
-        subprocess.run([ansible_bin("ansible-playbook"), "-i", "localhost,", str(SHARED / "destroy.yml"),
+        subprocess.run([ansible_bin("ansible-playbook"), "-i", "localhost,", str(TESTBED_PLAYS / "destroy.yml"),
                         "-e", f"@{made.tmp / 'molecule.json'}"], env=made.env, capture_output=True, timeout=600, check=False)
 
 
@@ -176,6 +176,20 @@ def test_a_certificate_near_expiry_is_flagged_then_renewed(node: Node) -> None:
     assert f"certificate {node.name}-consul" in proc.stdout and "signed now" in " ".join(proc.stdout.split())
     node.sh("systemctl start ai4os-cert-check.service")
     assert node.unit("ai4os-cert-check.service", "Result") == "success"
+
+
+def test_status_playbook_reads_the_nodes_certificates(node: Node) -> None:
+    """playbooks/status.yml (what `ai4os-kit status --nodes` runs): every listed certificate's expiry."""
+    out = node.tmp / "nodes.json"
+    proc = node.playbook("status.yml", {"day2_status_out": str(out)})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    facts = json.loads(out.read_text())[node.name]
+    assert [c["path"] for c in facts["certificates"]] == ["/etc/consul.d/tls/consul.pem", "/etc/nomad.d/tls/nomad.pem"]
+    for cert in facts["certificates"]:
+        expiry = dt.datetime.strptime(cert["not_after"], "%Y%m%d%H%M%SZ").replace(tzinfo=dt.UTC)
+        assert expiry == _not_after(node.read(cert["path"]))
+    assert facts["accounting"] is None  # not an accounting node
+    assert "changed=0" in proc.stdout
 
 
 def test_handlers_already_notified_run_when_a_later_task_fails(node: Node) -> None:

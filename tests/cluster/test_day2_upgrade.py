@@ -31,23 +31,27 @@ def _steps(output: str, task: str) -> list[str]:
     return [h for t, h, s in events(output) if task in t and s in ("ok", "changed")]
 
 
-def _status(bed: Day2Bed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict]:
+def _status(bed: Day2Bed, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict]:
     for key, value in bed.env().items():
         monkeypatch.setenv(key, value)
+    capfd.readouterr()
     rc = main(["status", str(bed.inventory), "--json",
                "--nomad", bed.agents[("nomad", bed.servers[0])].api.removesuffix("/v1"),
                "--consul", bed.agents[("consul", bed.servers[0])].api.removesuffix("/v1")])
-    return rc, json.loads(capsys.readouterr().out)
+    return rc, json.loads(capfd.readouterr().out)
 
 
-def test_servers_one_at_a_time_then_clients_in_drained_batches(bed: Day2Bed, capsys, monkeypatch) -> None:
+def test_servers_one_at_a_time_then_clients_in_drained_batches(bed: Day2Bed, capfd, monkeypatch) -> None:
     old = bed.backups / "nomad-20200101T000000Z-2.0.3.snap"
     bed.backups.mkdir(mode=0o700)
     for day in range(1, 11):  # ten older snapshots: the run's own makes eleven, the oldest goes
         (bed.backups / f"nomad-202001{day:02d}T000000Z-2.0.3.snap").write_bytes(b"old")
-    proc = bed.run("upgrade.yml", {"day2_client_batch": 2})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-5000:]
+    for key, value in bed.env().items():
+        monkeypatch.setenv(key, value)
+    rc = main(["upgrade", str(bed.inventory), "--batch", "2", "--rehearse", "--ansible-args", f"-e @{bed.vars_file()}"])
+    out = capfd.readouterr().out
+    assert rc == 0, out[-5000:]
+    assert '"day2_client_batch": "2", "day2_converge": false' in out  # what the command passed, printed
 
     # servers: Consul ones, then Nomad ones, each alone with its health wait before the next
     # (the first check is the preflight's, asked through the first server)
@@ -78,7 +82,7 @@ def test_servers_one_at_a_time_then_clients_in_drained_batches(bed: Day2Bed, cap
     new_nomad = next(bed.backups / s for s in snaps if s.startswith("nomad-") and "2.0.4" in s)
     assert new_nomad.read_bytes() == bed.nomad.snapshot
 
-    rc, report = _status(bed, capsys, monkeypatch)
+    rc, report = _status(bed, capfd, monkeypatch)
     assert rc == 0, report["problems"]
     assert report["healthy"] and report["nomad"]["leader_node"] == f"{bed.servers[0]}.{report['region']}"
 
@@ -102,7 +106,7 @@ def test_preflight_refuses_a_downgrade(bed: Day2Bed) -> None:
     assert not any(n["LastDrain"] for n in bed.nomad.nodes.values())
 
 
-def test_a_server_that_does_not_come_back_stops_the_run_with_its_snapshot_and_the_truth(bed: Day2Bed, capsys,
+def test_a_server_that_does_not_come_back_stops_the_run_with_its_snapshot_and_the_truth(bed: Day2Bed, capfd,
                                                                                        monkeypatch) -> None:
     """The second Consul server's agent dies when its step starts: the run stops there, the third
     server and every client are untouched, the snapshot is on the controller, status says so."""
@@ -119,7 +123,7 @@ def test_a_server_that_does_not_come_back_stops_the_run_with_its_snapshot_and_th
     assert "Nomad servers, one at a time" not in out and not any(n["LastDrain"] for n in bed.nomad.nodes.values())
     assert [p.name for p in bed.backups.glob("consul-local-*.snap")] and [p.name for p in bed.backups.glob("nomad-*.snap")]
 
-    rc, report = _status(bed, capsys, monkeypatch)
+    rc, report = _status(bed, capfd, monkeypatch)
     assert rc == 3 and not report["healthy"]
     dc = report["consul"][0]
     assert not dc["healthy"] and dc["leader_node"] == bed.servers[0]

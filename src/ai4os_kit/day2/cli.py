@@ -26,17 +26,19 @@ def _load(inventory: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _confirm(question: str, expected: str, given: str | None, flag: str, ask: Callable[[str], str] = input) -> None:
-    """Refuse (exit 2, nothing changed) unless the operator typed ``expected``, or passed it with ``flag``."""
+    """Refuse (exit 2, nothing changed) unless the operator typed ``expected``, or gave ``flag``
+    (--yes: a switch; any other: takes the expected text)."""
+    how = flag if flag == "--yes" else f"{flag} {expected}"
     if given is not None:
         answer = given
     elif not sys.stdin.isatty() and ask is input:
         raise InputError("command line", flag, "this needs a confirmation but there is no terminal to ask",
-                         f"re-run with {flag} {expected}")
+                         f"re-run with {how}")
     else:
         answer = ask(f"{question} Type '{expected}' to confirm: ")
     if answer.strip() != expected:
         raise InputError("command line", flag, f"not confirmed (expected '{expected}'); nothing was changed",
-                         f"type '{expected}' when asked, or pass {flag} {expected}")
+                         f"type '{expected}' when asked, or pass {how}")
 
 
 def _playbook(inventory: Path, name: str, extra: dict[str, Any], args: argparse.Namespace, what: str) -> None:
