@@ -3,7 +3,7 @@
 (base, volumes, docker, artifacts, traefik), first run and no-op re-run, under
 Ansible's `linear` strategy and Mitogen's `mitogen_linear`.
 
-Nodes come from the molecule recipe (molecule/_shared/create.yml), so they
+Nodes come from the molecule recipe (playbooks/testbed/create.yml), so they
 are the same systemd containers the scenarios use.  Every (strategy, size)
 pair gets fresh nodes.  Output: a Markdown table (stdout) and JSON
 (--json FILE).  Needs dockerd and the test-bed image (scripts/testbed/).
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / "molecule" / "_shared"
+TESTBED_PLAYS = ROOT / "playbooks" / "testbed"
 BIN = Path(sys.executable).parent
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
@@ -119,11 +119,11 @@ class Bed:
         return nodes
 
     def create(self) -> None:
-        self.playbook(SHARED / "create.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
+        self.playbook(TESTBED_PLAYS / "create.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
 
     def destroy(self) -> None:
-        self.playbook(SHARED / "loop-devices-detach.yml", "linear", "-i", str(self.write_nodes()))
-        self.playbook(SHARED / "destroy.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
+        self.playbook(TESTBED_PLAYS / "loop-devices-detach.yml", "linear", "-i", str(self.write_nodes()))
+        self.playbook(TESTBED_PLAYS / "destroy.yml", "linear", "-e", f"@{self.dir / 'molecule.json'}")
 
     def prepare(self) -> None:
         self.playbook(ROOT / "benchmarks" / "prepare.yml", "linear", "-i", str(self.write_nodes()))

@@ -37,7 +37,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _shared_playbook(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     extra = json.dumps({"molecule_yml": {"platforms": [{"name": NODE}]}})
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(ROOT / "molecule" / "_shared" / name),
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(ROOT / "playbooks" / "testbed" / name),
                            "-e", extra, "-e", f"ansible_python_interpreter={sys.executable}"],
                           env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
 

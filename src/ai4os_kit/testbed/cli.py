@@ -2,7 +2,7 @@
 
 `up` validates the inventory (its sites must be `testbed: true`), generates
 the secrets if missing, writes hosts.yml, creates one systemd container per
-node with the test-bed recipe (molecule/_shared/create.yml, the same one the
+node with the test-bed recipe (playbooks/testbed/create.yml, the same one the
 molecule scenarios use) and runs playbooks/site.yml. Where the Nomad/Consul
 binaries cannot be had, the roles converge everything before the binary
 install and print "binaries not available"; `up` then reports exactly that
@@ -10,7 +10,7 @@ and exits with code 3 (incomplete, not failed, never reported as success).
 
 Nodes that run Docker get what molecule/docker gives its node: CAP_NET_ADMIN
 (the engine's iptables chains) and /dev/loop-control, and a loop device
-(molecule/_shared/loop-devices.yml) as their data volume, formatted xfs by
+(playbooks/testbed/loop-devices.yml) as their data volume, formatted xfs by
 role volumes, because overlay2 cannot sit on the container's own overlay
 root. `down` detaches those loop devices before it removes the containers.
 
@@ -40,6 +40,8 @@ from ai4os_kit.paths import ROOT
 
 EXIT_INCOMPLETE = 3
 SKIP_MARKER = re.compile(r"AI4OS-SKIP: (binaries not available: [^\"'\n]+)")
+# The test-bed's own plays (container recipe, loop devices), shared with the molecule scenarios.
+PLAYS = ROOT / "playbooks" / "testbed"
 
 
 def _bin(name: str) -> str:
@@ -95,9 +97,9 @@ def _env(scenario: str, vault_pass: Path | None) -> dict[str, str]:
 
 
 def _node_playbook(playbook: str, hosts: list[str], env: dict[str, str], extra: dict[str, Any] | None = None) -> int:
-    """Run a molecule/_shared helper playbook on running test-bed containers (Docker connection)."""
+    """Run a test-bed helper playbook (playbooks/testbed) on running test-bed containers (Docker connection)."""
     argv = [_bin("ansible-playbook"), "-i", ",".join(hosts) + ",", "-c", "community.docker.docker",
-            "-e", "ansible_python_interpreter=/usr/bin/python3", str(ROOT / "molecule" / "_shared" / playbook)]
+            "-e", "ansible_python_interpreter=/usr/bin/python3", str(PLAYS / playbook)]
     if extra:
         argv += ["-e", json.dumps(extra)]
     return subprocess.run(argv, env=env, cwd=ROOT).returncode
@@ -233,7 +235,7 @@ def _running(names: list[str]) -> list[str]:
 
 
 def _containers(action: str, plan: dict[str, Any], env: dict[str, str]) -> None:
-    playbook = ROOT / "molecule" / "_shared" / f"{action}.yml"
+    playbook = PLAYS / f"{action}.yml"
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump({"molecule_yml": {"platforms": _platforms(plan)}}, fh)
         extra = fh.name
