@@ -201,7 +201,6 @@ def test_gpu_hours_over_months_add_up() -> None:
 
 _EXPORT_SNIPPET = """
 import resource, signal, sys
-sys.path.insert(0, {tests!r})
 from test_accounting_apel import CTX, NOW
 from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
@@ -218,11 +217,12 @@ except KitError as err:
 
 
 def _export_in_child(store: Path, queue: Path, limit: str = "", unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
-    code = _EXPORT_SNIPPET.format(tests=str(Path(__file__).parent), store=str(store), queue=str(queue), limit=limit)
+    code = _EXPORT_SNIPPET.format(store=str(store), queue=str(queue), limit=limit)
     cmd = [sys.executable, "-c", code]
     if unprivileged and os.geteuid() == 0:  # root ignores file modes unless DAC override is dropped
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # the child imports this module's CTX, NOW
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
 
 def _queue_files(path: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openstack_testbed
+from support import openstack_testbed
 import pytest
 import yaml
 from apel_queue import queued_records

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from support.openstack_testbed import CLOUD, CLOUDS  # noqa: F401 (re-exported for the cloud tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "inventories" / "sample"
-from openstack_testbed import CLOUD, CLOUDS  # noqa: F401 (re-exported for the cloud tests)
+# The cloud tests provision hosts only: the platform jobs (which would need a services node and
+# PAPI's site location) are switched off, as in the test-bed's inventories/local.
+PLATFORM_JOBS_OFF = {f"ai4os_enable_{name}": False for name in
+                     ("papi", "dashboard", "oidc", "storage", "monitoring", "docuum", "node_admission")}
 
 # What bootstrap.py creates (scripts/openstack-testbed/bootstrap.py): change together.
 QUOTA_INSTANCES = 20
@@ -45,7 +49,9 @@ def write_inventory(dest: Path, sites: list[dict[str, Any]]) -> Path:
     """An inventory directory: the sample platform.yml and the given sites."""
     target = dest / "inv"
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SAMPLE / "platform.yml", target / "platform.yml")
+    platform = yaml.safe_load((SAMPLE / "platform.yml").read_text(encoding="utf-8"))
+    (target / "platform.yml").write_text(yaml.safe_dump({**platform, **PLATFORM_JOBS_OFF}, sort_keys=False),
+                                         encoding="utf-8")
     (target / "sites.yml").write_text(yaml.safe_dump({"ai4os_sites": sites}, sort_keys=False), encoding="utf-8")
     return target
 

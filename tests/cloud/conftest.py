@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import openstack_testbed
 import pytest
 from cloudbed import CLOUD
+from support import openstack_testbed
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ import yaml
 from cloudbed import CLOUD, lab_site, plan_for
 
 from ai4os_kit.cloud import checkin
-from ai4os_kit.model import egi_sites
 from ai4os_kit.errors import InputError
+from ai4os_kit.model import egi_sites
 
 KEYSTONE = "http://127.0.0.1:5000/v3"
 

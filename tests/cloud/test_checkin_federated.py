@@ -13,11 +13,9 @@ that openstacksdk uses against nova.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -28,15 +26,13 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from cloudbed import CLOUD, lab_site, plan_for
+from support import oidc_op
+from support.ci import unavailable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oidc"))  # the OpenID provider of the OIDC tests
-
-import oidc_op  # noqa: E402
-from cloudbed import CLOUD, lab_site, plan_for  # noqa: E402
-
-from ai4os_kit.cloud import checkin  # noqa: E402
-from ai4os_kit.model import egi_sites  # noqa: E402
-from ai4os_kit.errors import InputError  # noqa: E402
+from ai4os_kit.cloud import checkin
+from ai4os_kit.errors import InputError
+from ai4os_kit.model import egi_sites
 
 pytestmark = pytest.mark.integration
 
@@ -75,28 +71,20 @@ ProxyPassReverse "/" "{keystone}/"
 """
 
 
-def _problem() -> str | None:
+def _require_apache() -> None:
     missing = [str(MODULES / f"mod_{m}.so") for m in MODS if not (MODULES / f"mod_{m}.so").is_file()]
     if not APACHE.is_file() or missing:
-        return (f"Apache or its modules are missing ({', '.join(missing) or APACHE}); "
-                ".ci/setup.d/25-keystone-oidc.sh installs apache2-bin and libapache2-mod-auth-openidc")
-    return oidc_op._node_ready()
+        unavailable(f"Apache or its modules are missing ({', '.join(missing) or APACHE})",
+                    ".ci/setup.d/25-keystone-oidc.sh installs apache2-bin and libapache2-mod-auth-openidc")
 
 
 @pytest.fixture(scope="module")
 def checkin_op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_op.OP]:
-    """Two things: the stand-in Check-in (an OpenID provider); skips/fails like the other test-beds."""
-    problem = _problem()
-    if problem:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must provide the federated-login test-bed: {problem}")
-        pytest.skip(problem)
-    tmp = tmp_path_factory.mktemp("checkin-op")
-    ca, cert, key = oidc_op._make_ca(tmp)
-    op = oidc_op._start(tmp, ca, cert, key)
+    """The stand-in Check-in (a real OpenID provider) in front of which Apache's mod_auth_openidc sits."""
+    _require_apache()
+    op, = oidc_op.start_providers(tmp_path_factory.mktemp("checkin-op"))
     yield op
-    op.process.terminate()
-    op.process.wait(timeout=10)
+    oidc_op.stop(op)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cluster_helpers import DATA  # noqa: E402
+from support.cluster_helpers import DATA
 
 
 @pytest.fixture()

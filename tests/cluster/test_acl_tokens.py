@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 from acl_api_double import AclApiDouble
-from cluster_helpers import ROOT, run_playbook
-from cluster_render import test_secrets
+from support.cluster_helpers import ROOT, run_playbook
+from support.cluster_render import test_secrets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

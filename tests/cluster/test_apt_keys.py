@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cluster_helpers import ROOT, run_playbook
+from support.cluster_helpers import run_playbook
+from support import plugins
 
-sys.path.insert(0, str(ROOT / "plugins" / "modules"))
-import openpgp_fingerprints  # noqa: E402
+openpgp_fingerprints = plugins.load("plugins/modules/openpgp_fingerprints.py")
 
 pytestmark = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is needed to make test keys")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster_helpers import run_playbook
+from support.cluster_helpers import run_playbook
 
 PLAYBOOK = """\
 - name: Binary step of the cluster roles

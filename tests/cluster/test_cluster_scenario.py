@@ -4,7 +4,7 @@ from tests/cluster/data/cluster-inventory: node names, groups and host variables
 from __future__ import annotations
 
 import yaml
-from cluster_helpers import DATA, ROOT
+from support.cluster_helpers import DATA, ROOT
 
 from ai4os_kit.model import ansible_inventory
 from ai4os_kit.model.inventory import load_inventory

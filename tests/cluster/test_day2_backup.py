@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from day2_bed import Day2Bed
+from support.day2_bed import Day2Bed
 
 from ai4os_kit.cli import main
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from day2_bed import Day2Bed, events
+from support.day2_bed import Day2Bed, events
 
 from ai4os_kit.cli import main
 from ai4os_kit.day2 import nodes
@@ -165,14 +165,16 @@ def test_scale_narrows_every_site_play_to_the_new_nodes(tmp_path: Path) -> None:
     import subprocess
 
     import yaml as _yaml
-    from cluster_helpers import ROOT, ansible_bin, ansible_env
+    from support.cluster_helpers import ROOT, ansible_bin, ansible_env
 
     scale = _yaml.safe_load((ROOT / "playbooks" / "scale.yml").read_text())
     imported = {p["ansible.builtin.import_playbook"]: p.get("vars", {}) for p in scale if "ansible.builtin.import_playbook" in p}
     assert {k: v.get("ai4os_play_scope") for k, v in imported.items() if k != "validate.yml"} == \
         {"hosts.yml": ":&day2_new", "cluster.yml": ":&day2_new", "accounting.yml": ":&day2_new"}
     for name in ("hosts.yml", "cluster.yml", "accounting.yml"):
-        for play in _yaml.safe_load((ROOT / "playbooks" / name).read_text()):
+        entries = _yaml.safe_load((ROOT / "playbooks" / name).read_text())
+        assert entries[0] == {"name": "Validate", "ansible.builtin.import_playbook": "validate.yml"}, name
+        for play in entries[1:]:
             assert play["hosts"].endswith("{{ ai4os_play_scope | default('') }}"), (name, play["name"])
             assert play.get("force_handlers") is True, (name, play["name"])
 
@@ -183,7 +185,8 @@ def test_scale_narrows_every_site_play_to_the_new_nodes(tmp_path: Path) -> None:
                             env=ansible_env(tmp_path), capture_output=True, text=True, check=True).stdout
     plays = re.findall(r"play #\d+ \(([^)]*)\): (\w[^\t]*?)\s+TAGS.*?\n\s+pattern: .*?\n\s+hosts \((\d+)\):\n((?:\s+\S+\n)*)",
                        listed)
-    assert [(p[0], int(p[2]), p[3].split()) for p in plays] == [
+    assert plays[0][:2] == ("all", "Validate the inventory (before facts)")  # the validation, on the controller
+    assert [(p[0], int(p[2]), p[3].split()) for p in plays][1:] == [
         ("consul:&local-cpu-5", 1, ["local-cpu-5"]), ("nomad:&local-cpu-5", 1, ["local-cpu-5"]),
         ("traefik:&local-cpu-5", 0, [])]
 

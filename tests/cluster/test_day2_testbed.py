@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, ansible_bin, ansible_env
+from support.cluster_helpers import ROOT, ansible_bin, ansible_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 

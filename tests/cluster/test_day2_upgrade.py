@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from day2_bed import Day2Bed, events
+from support.day2_bed import Day2Bed, events
 
 from ai4os_kit.cli import main
 

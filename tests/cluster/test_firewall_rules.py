@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, run_playbook
+from support.cluster_helpers import ROOT, run_playbook
 
 DEFAULTS = yaml.safe_load((ROOT / "roles" / "firewall" / "defaults" / "main.yml").read_text())
 CATALOG = yaml.safe_load((ROOT / "catalog" / "components.yml").read_text())["components"]

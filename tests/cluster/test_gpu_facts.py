@@ -12,9 +12,11 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import ai4os_gpu as gpu
 import pytest
-from cluster_helpers import ansible_bin, ansible_env
+from support.cluster_helpers import ansible_bin, ansible_env
+from support import plugins
+
+gpu = plugins.load("plugins/module_utils/ai4os_gpu.py")
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_UUID = "GPU-00000000-1111-2222-3333-444444444444"

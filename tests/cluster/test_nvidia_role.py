@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cluster_helpers import ROOT, run_playbook
+from support.cluster_helpers import ROOT, run_playbook
 
 PLAYBOOK = """\
 - name: GPU check of the nvidia role

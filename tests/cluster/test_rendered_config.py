@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hcl_config
+from support import hcl_config
 import pytest
 import yaml
-from cluster_helpers import ROOT
-from cluster_render import render_cluster
+from support.cluster_helpers import ROOT
+from support.cluster_render import render_cluster
 
 from ai4os_kit.model.secrets import CONSUL_TOKENS, NOMAD_TOKENS
 

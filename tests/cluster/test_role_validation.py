@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import ROOT, run_playbook
-from cluster_render import test_secrets
+from support.cluster_helpers import ROOT, run_playbook
+from support.cluster_render import test_secrets
 
 NODE = {
     "ai4os_node_site": "tb", "ai4os_node_datacenter": "tb", "ai4os_node_role": "server",

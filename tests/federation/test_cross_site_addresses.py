@@ -6,7 +6,6 @@ and routers, the security-group rules come from the REAL modules/secgroups expre
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,7 @@ from federation_bed import copy_sample
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.terraform import render
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "terraform"))
-
-import tfharness  # noqa: E402
+from support import tfharness
 
 
 def _apply(plan: dict[str, Any], root_dir: Path, fake: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]], str]:

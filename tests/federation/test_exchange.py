@@ -245,12 +245,9 @@ def test_the_lent_nodes_join_the_borrowers_region(borrower: Path, lender: Path, 
     and the nomad role, given the bundle as playbooks/federation-join.yml gives it, renders a client of
     the borrower's region: its servers, region, datacenter, the scope's meta, no Consul integration."""
     import json
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-    import hcl_config
-    from cluster_helpers import ROOT, run_playbook
-    from cluster_render import test_secrets
+    from support import hcl_config
+    from support.cluster_helpers import ROOT, run_playbook
+    from support.cluster_render import test_secrets
 
     fingerprint = _accept(borrower, _offer(lender, capsys), capsys, "--namespaces", "ai4eosc")
     bundle_file = borrower / "federation" / "bundles" / "b-lab.yml"

@@ -10,7 +10,6 @@ variables plus ansible_host and, for nodes with a floating IP, ai4os_node_public
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,9 @@ import yaml
 from ai4os_kit.model import ansible_inventory
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-
-import hcl_config  # noqa: E402
-from cluster_helpers import ROOT, run_playbook  # noqa: E402
-from cluster_render import test_secrets  # noqa: E402
+from support import hcl_config
+from support.cluster_helpers import ROOT, run_playbook
+from support.cluster_render import test_secrets
 
 SAMPLE = ROOT / "inventories" / "sample"
 

@@ -1,6 +1,6 @@
 """`federation revoke`: the record leaves the plan (no rule admits the lender's addresses any more), the
 lent nodes are drained, then purged, through the region's API: playbooks/federation-revoke.yml run by
-the CLI against the TEST DOUBLE of Nomad's API (tests/cluster/cluster_api_double.py; Nomad cannot
+the CLI against the TEST DOUBLE of Nomad's API (tests/support/cluster_api_double.py; Nomad cannot
 run here), over mutual TLS with certificates of A's CA and A's management token."""
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ from ai4os_kit.day2 import playbook
 from ai4os_kit.model import ansible_inventory, secrets
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
-
-from cluster_api_double import Agent, Cluster  # noqa: E402
-from day2_bed import _pki  # noqa: E402
+from support.cluster_api_double import Agent, Cluster
+from support.day2_bed import _pki
 
 OUTBOUND = "198.51.100.30/32"
 LENT = ["b-lab-cpu-1", "b-lab-cpu-2"]

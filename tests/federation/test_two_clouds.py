@@ -25,17 +25,14 @@ from typing import Any
 
 import pytest
 import yaml
-from federation_bed import ROOT, SAMPLE
+from federation_bed import SAMPLE
 
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.terraform import render
+from support import plugins, tfharness
 
-sys.path.insert(0, str(ROOT / "scripts" / "testbed"))
-sys.path.insert(0, str(ROOT / "tests" / "terraform"))
-
-import tfharness  # noqa: E402
-import two_clouds  # noqa: E402
+two_clouds = plugins.load("scripts/testbed/two_clouds.py")
 
 SERVER_PORTS = [("tcp", p) for p in (8300, 8301, 8302, 4646, 4647, 4648, 8501)] + [("udp", 8302), ("udp", 4648)]
 

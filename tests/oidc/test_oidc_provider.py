@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oidc_op import OP, PAPI
+from support.oidc_op import OP, PAPI
 
 from ai4os_kit.errors import InputError
 from ai4os_kit.model.inventory import load_inventory

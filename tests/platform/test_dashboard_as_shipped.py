@@ -9,19 +9,18 @@ the rendered file in a directory laid out as the job mounts it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import hcl2
-import pytest
 import yaml
+from support.platform_render import Rendered
+from support.ci import unavailable
 
 from ai4os_kit.paths import ROOT
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
-from platform_render import Rendered
 
 FACTS = yaml.safe_load((ROOT / "tests" / "data" / "dashboard" / "facts.yml").read_text())
 TYPES = {"string": str, "list": list, "mapping": dict, "boolean": bool}
@@ -44,9 +43,7 @@ def _as_the_image_starts(config_dir: Path, env: dict[str, str]) -> dict[str, Any
     """Dockerfile.prod's CMD: clean API_SERVER, jq the config.json in place (tmp file + mv)."""
     jq = shutil.which("jq")
     if jq is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("jq (Debian package jq) is missing in CI")
-        pytest.skip("jq is not installed")
+        unavailable("jq is not installed", "Debian jq: .ci/setup.d/15-host-tools.sh")
     clean_api = env.get("API_SERVER", "").rstrip("/")
     in_nomad = "true" if env.get("NOMAD_JOB_ID") else "false"
     args = [jq, "--arg", "cleanApi", clean_api, "--arg", "deployedInNomad", in_nomad,

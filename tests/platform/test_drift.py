@@ -17,12 +17,11 @@ from typing import Any, Iterator
 import hcl2
 import numpy as np
 import pytest
+from support.platform_render import Rendered, free_port
+from service_venv import Service, requirements_python, service_python
 
 from ai4os_kit.paths import ROOT
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
-
-from platform_render import Rendered, free_port
-from service_venv import Service, requirements_python, service_python
 
 FILES = ROOT / "roles" / "drift" / "files"
 RNG = np.random.default_rng(20261204)

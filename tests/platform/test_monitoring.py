@@ -12,12 +12,11 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from nomad_api_double import NomadApiDouble
+from support.platform_render import SECRETS, Rendered, make_inventory, render
+from platform_secrets import SUBMIT_SECRETS
 
 from ai4os_kit.paths import ROOT
-
-from nomad_api_double import NomadApiDouble
-from platform_render import SECRETS, Rendered, make_inventory, render
-from platform_secrets import SUBMIT_SECRETS
 
 FIELDS = ROOT / "tests" / "data" / "prometheus" / "config-fields.yml"
 PROMETHEUS_SECRETS = {

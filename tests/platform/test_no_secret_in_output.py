@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-
 from nomad_api_double import NomadApiDouble
-from platform_render import ALL_ON, SECRETS, make_inventory, render
+from support.platform_render import ALL_ON, SECRETS, make_inventory, render
 from platform_secrets import SUBMIT_SECRETS
 
 TOKEN = "5d2c0e1a-submitting-token-never-printed"

@@ -39,10 +39,11 @@ from typing import Any
 
 import hcl2
 import pytest
+from nomad_agent_double import NomadAgentDouble
+from support.platform_render import SECRETS, make_inventory, render
+from support.testbed import require_docker
 
 from ai4os_kit.paths import ROOT
-from nomad_agent_double import NomadAgentDouble
-from platform_render import SECRETS, make_inventory, render
 
 SUBMIT_TOKEN = "test-submit-token"
 NODE_TOKEN = "3f0a5d5e-node-admission-token"
@@ -51,13 +52,6 @@ ALLOC = "/var/nomad/alloc"
 SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"   # systemd's default for services
 
 pytestmark = pytest.mark.integration
-
-
-def _docker_problem() -> str | None:
-    sys.path.insert(0, str(ROOT / "tests" / "testbed"))
-    from molecule_runner import docker_problem
-
-    return docker_problem()
 
 
 def _sh(*argv: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -158,11 +152,7 @@ def admission(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admission]:
 @pytest.fixture(scope="module")
 def node(admission: Admission) -> Iterator[str]:
     """A test-bed container prepared as a client node; yields its name."""
-    problem = _docker_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"test-bed unavailable in CI: {problem}")
-        pytest.skip(f"test-bed unavailable: {problem}")
+    require_docker()
     built = _sh(str(ROOT / "scripts" / "testbed" / "build-image.sh"), "debian12")
     image = built.stdout.split()[-1]
     domain = next(s for s in admission_sites() if s[0] == admission.node.datacenter)[1]

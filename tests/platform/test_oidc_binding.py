@@ -9,19 +9,12 @@ is compared, and a re-run changes nothing.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
-
-from ai4os_kit.paths import ROOT
-
 from nomad_api_double import NomadApiDouble
-from platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
-
-sys.path.insert(0, str(ROOT / "tests" / "oidc"))
-import oidc_op  # noqa: E402
-from oidc_op import op, op_pair  # noqa: E402,F401 (pytest fixtures: a real OpenID provider)
+from support.platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
+from support import oidc_op
 
 TOKEN = "test-management-token"
 METHOD = "ai4os-oidc"

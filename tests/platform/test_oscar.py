@@ -11,15 +11,14 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
+from oscar_standin import OscarStandIn, recorded
+from support.platform_render import Rendered
+from service_pki import TestCA
 
 from ai4os_kit.cli import online_checks
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.platform import oscar
-
-from oscar_standin import OscarStandIn, recorded
-from platform_render import Rendered
-from service_pki import TestCA
 
 TOKEN = "eyJ.test-account-token.sig"
 MINIO = "https://minio.oscar.example.org"

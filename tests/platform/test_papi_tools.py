@@ -16,14 +16,13 @@ from typing import Any
 import hcl2
 import pytest
 import yaml
+from test_contract_papi import FACTS as PAPI_FACTS
+from test_contract_papi import _job, papi_tree, plan_of
 
 from ai4os_kit.paths import ROOT
 from ai4os_kit.platform.contract import check_papi
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
 from ai4os_kit.platform.papi_templates import fill, papi_jobs
-
-from test_contract_papi import FACTS as PAPI_FACTS
-from test_contract_papi import _job, papi_tree, plan_of
 
 TOOLS = yaml.safe_load((ROOT / "tests" / "data" / "papi" / "tools.yml").read_text())
 NOMAD_DEFAULTS = yaml.safe_load((ROOT / "roles" / "nomad" / "defaults" / "main.yml").read_text())

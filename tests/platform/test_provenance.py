@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -30,14 +29,14 @@ import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from nomad_events_double import FACTS, NomadEventsDouble, Policy
+from support.platform_render import Rendered, free_port
+from service_pki import TestCA, reply, serve_https
+from service_venv import Service
+from support.ci import unavailable
 
 from ai4os_kit.paths import ROOT
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
-
-from nomad_events_double import FACTS, NomadEventsDouble, Policy
-from platform_render import Rendered, free_port
-from service_pki import TestCA, reply, serve_https
-from service_venv import Service
 
 RECORDER = ROOT / "roles" / "provenance" / "files" / "ai4os_provenance.py"
 BASE = "https://provenance.ifca.ai4os.example.org/"
@@ -164,9 +163,7 @@ class Registry:
 def registry_binary() -> str:
     exe = shutil.which("docker-registry") or shutil.which("registry")
     if not exe:
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-registry is missing in CI (Debian package docker-registry)")
-        pytest.skip("docker-registry not installed (apt-get install docker-registry)")
+        unavailable("docker-registry is not installed", "Debian package docker-registry: .ci/setup.d/15-host-tools.sh")
     return exe
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import hcl2
 import pytest
-from platform_render import Rendered, render
+from support.platform_render import Rendered, render
 
 from ai4os_kit.platform import traefik_rules
 from ai4os_kit.platform.contract import Contract, check_files, check_jobs, parse_job
@@ -49,7 +49,7 @@ def test_region_is_the_inventory_region_end_to_end(rendered: Rendered) -> None:
 
 
 def test_no_secret_reaches_a_rendered_file(rendered: Rendered) -> None:
-    from platform_render import SECRETS
+    from support.platform_render import SECRETS
 
     for path in rendered.out.rglob("*"):
         if path.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from nomad_api_double import NomadApiDouble
-from platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
+from support.platform_render import CHECKIN_WITHOUT_PAPI, SECRETS, make_inventory, render
 from platform_secrets import SUBMIT_SECRETS
 
 COMPONENTS = ["mlflow", "papi", "node_admission"]
@@ -78,29 +78,15 @@ def test_submit_is_idempotent_and_keeps_secrets_in_variables(tmp_path: Path) -> 
 
 def test_oidc_login_and_forward_auth_are_submitted_once(tmp_path: Path) -> None:
     """With the real OpenID provider as issuer: discovery checked, Nomad auth method and binding rule created."""
-    import os
-    import sys
+    from support import oidc_op
 
-    import pytest
-
-    from ai4os_kit.paths import ROOT
-
-    sys.path.insert(0, str(ROOT / "tests" / "oidc"))
-    import oidc_op
-
-    missing = oidc_op._node_ready()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"OpenID provider unavailable in CI: {missing}")
-        pytest.skip(f"OpenID provider unavailable: {missing}")
-    ca, cert, key = oidc_op._make_ca(tmp_path)
-    op = oidc_op._start(tmp_path, ca, cert, key)
+    op, = oidc_op.start_providers(tmp_path)
     nomad = NomadApiDouble(TOKEN)
     try:
         platform_oidc = {"provider": "egi_checkin", "issuer": op.issuer, "operators_group": "urn:x:operators",
                          "clients": {"papi": "ai4os-papi", "dashboard": "ai4os-dashboard", "nomad": "ai4os-nomad",
                                      "oauth2_proxy": "ai4os-admin"}}
-        inv = make_inventory(tmp_path, {"ai4os_oidc": platform_oidc, "ai4os_oidc_ca_file": str(ca), **CHECKIN_WITHOUT_PAPI},
+        inv = make_inventory(tmp_path, {"ai4os_oidc": platform_oidc, "ai4os_oidc_ca_file": str(op.ca_file), **CHECKIN_WITHOUT_PAPI},
                              SECRETS, gpu_facts=False)
         extra = {"platform_job_submit": True, "platform_job_nomad_addr": nomad.address,
                  "platform_job_nomad_token": TOKEN, "platform_job_nomad_ca_cert": "", "platform_job_components": ["oidc"]}
@@ -121,5 +107,4 @@ def test_oidc_login_and_forward_auth_are_submitted_once(tmp_path: Path) -> None:
         assert len(nomad.writes()) == writes
     finally:
         nomad.close()
-        op.process.terminate()
-        op.process.wait(timeout=10)
+        oidc_op.stop(op)

@@ -38,13 +38,12 @@ from typing import Any, Iterator
 import hcl2
 import pytest
 import yaml
+from consul_catalog_double import ConsulCatalogDouble, Instance
+from support.platform_render import PLATFORM_TAG as PLATFORM_TAG_SECRET
+from support.platform_render import SECRETS, Rendered, free_port
+from real_binaries import BIN, real_binary
 
 from ai4os_kit.paths import ROOT
-
-from consul_catalog_double import ConsulCatalogDouble, Instance
-from platform_render import PLATFORM_TAG as PLATFORM_TAG_SECRET
-from platform_render import SECRETS, Rendered, free_port
-from real_binaries import BIN, real_binary
 
 PAPI_TAGS = ROOT / "tests" / "data" / "papi" / "traefik-tags.yml"
 ROLE = ROOT / "roles" / "traefik"

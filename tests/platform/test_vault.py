@@ -13,15 +13,14 @@ import hcl2
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from nomad_api_double import NomadApiDouble
+from support.platform_render import SECRETS, Rendered, make_inventory, render
+from platform_secrets import SUBMIT_SECRETS
 
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import SAMPLE_INVENTORY
 from ai4os_kit.platform.oidc import ClaimMapping
-
-from nomad_api_double import NomadApiDouble
-from platform_render import SECRETS, Rendered, make_inventory, render
-from platform_secrets import SUBMIT_SECRETS
 
 KEYCLOAK = {"provider": "keycloak", "issuer": "https://login.example.org/realms/ai4os",
             "keycloak": {"audience": "ai4os-api", "role_prefix": "access:", "roles_claim": "realm_access.roles",

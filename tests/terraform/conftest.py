@@ -28,6 +28,5 @@ def sample_plan(sample_plan_frozen: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def terraform() -> str:
-    import tfharness
-
+    from support import tfharness
     return tfharness.terraform_bin()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import openstack_testbed
 import pytest
+from support import openstack_testbed
 
 from ai4os_kit.cloud import flavors
 from ai4os_kit.errors import InputError

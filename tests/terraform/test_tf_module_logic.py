@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tfharness
+from support import tfharness
 import yaml
 
 from ai4os_kit.model import node_contract

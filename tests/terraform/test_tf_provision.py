@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pytest
-import tfharness
+from support import tfharness
 import yaml
 
 from ai4os_kit.cli import main

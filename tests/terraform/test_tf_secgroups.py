@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tfharness
-
+from support import tfharness
 from ai4os_kit.model.plan import cloud_sites, wan_sources
 from ai4os_kit.terraform import render
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import hcl2
 import pytest
-import tfharness
-
+from support import tfharness
 from ai4os_kit.terraform import render
 
 MODULES = tfharness.MODULES

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,16 +27,6 @@ class Outcome:
 
     def tail(self, lines: int = 120) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-def docker_problem() -> str | None:
-    """Why the test-bed cannot run here, or None when dockerd answers."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed (.ci/setup.d/10-docker.sh installs docker.io)"
-    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return "dockerd is not running (start it: scripts/testbed/dockerd.sh)"
-    return None
 
 
 def strategy_env(strategy: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from molecule_runner import docker_problem
+from support.testbed import require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -45,11 +45,7 @@ def _shared_playbook(name: str, tmp_path: Path) -> subprocess.CompletedProcess[s
 @pytest.fixture
 def sshd_node(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A test-bed container whose sshd lets root in with a fresh key: (address, private key)."""
-    problem = docker_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"test-bed unavailable in CI: {problem}")
-        pytest.skip(f"test-bed unavailable: {problem}")
+    require_docker()
     created = _shared_playbook("create.yml", tmp_path)
     try:
         assert created.returncode == 0, created.stdout[-3000:] + created.stderr[-2000:]
@@ -80,7 +76,9 @@ def test_the_reach_play_stops_on_each_unreachable_host_naming_it_and_the_fix(ssh
     }
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"base": {"hosts": hosts}}}}))
-    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "hosts.yml")],
+    # --skip-tags validate: this inventory is hosts.yml alone, not a kit inventory `ai4os-kit check` would pass.
+    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "hosts.yml"),
+                          "--skip-tags", "validate"],
                          env=_env(tmp_path), cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     out = " ".join(run.stdout.split())  # messages are folded over lines
     assert run.returncode != 0, out

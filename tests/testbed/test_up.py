@@ -9,7 +9,6 @@ detach their loop devices. With CI=true a missing Docker daemon is a failure.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
-from molecule_runner import docker_problem
+from support.testbed import require_docker
 
 ROOT = Path(__file__).resolve().parents[2]
 # Renamed from "local" so that the test never touches containers of an
@@ -49,11 +48,7 @@ def attached_loops() -> set[tuple[str, str]]:
 
 @pytest.fixture
 def local_copy(tmp_path: Path) -> Path:
-    problem = docker_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"test-bed unavailable in CI: {problem}")
-        pytest.skip(f"test-bed unavailable: {problem}")
+    require_docker()
     target = tmp_path / NAME
     shutil.copytree(ROOT / "inventories" / "local", target, symlinks=True,
                     ignore=shutil.ignore_patterns("hosts.yml", "secrets.yml", ".vault-pass", "*.tmp"))

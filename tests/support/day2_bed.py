@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cluster_api_double import Agent, Cluster
-from cluster_helpers import ROOT, ansible_env
+from support.cluster_api_double import Agent, Cluster
+from support.cluster_helpers import ROOT, ansible_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -126,7 +126,7 @@ class Day2Bed:
 
 
 def ansible_command() -> list[str]:
-    from cluster_helpers import ansible_bin
+    from support.cluster_helpers import ansible_bin
 
     return [ansible_bin("ansible-playbook")]
 

@@ -4,7 +4,7 @@ Three sources, none of them the kit's picture of the others:
 - PAPI's user jobs: what its job templates really ask for, recorded with the upstream commit
   and file:line in tests/data/papi/job-templates.yml;
 - the platform's own jobs: the job files the kit renders (the session rendering of
-  platform_render.py, everything switched on), read with python-hcl2;
+  support/platform_render.py, everything switched on), read with python-hcl2;
 - how a Nomad client decides to run a task (privileged, host paths, capabilities, namespace
   modes, GPU runtime, drivers), recorded from Nomad's source/docs in
   tests/cluster/data/nomad-client-facts.yml.
@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support import hcl_config
 import pytest
 import yaml
+from support.cluster_render import render_cluster
 
 from ai4os_kit.model.plan import NODE_TYPE
 from ai4os_kit.paths import ROOT, SAMPLE_INVENTORY
-
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-
-import hcl_config
-from cluster_render import render_cluster
 
 PAPI = yaml.safe_load((ROOT / "tests" / "data" / "papi" / "job-templates.yml").read_text())
 NOMAD = yaml.safe_load((ROOT / "tests" / "cluster" / "data" / "nomad-client-facts.yml").read_text())

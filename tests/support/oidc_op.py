@@ -28,7 +28,9 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import pytest
 import requests
 
-OP_DIR = Path(__file__).parent / "op"
+from support.ci import unavailable
+
+OP_DIR = Path(__file__).resolve().parents[1] / "oidc" / "op"
 REDIRECT = "https://client.test/callback"
 PAPI = "ai4os-papi"
 RESOURCE_SERVER = "keystone"
@@ -163,21 +165,32 @@ def _start(tmp: Path, ca: Path, cert: Path, key: Path) -> OP:
     raise AssertionError("the OpenID provider did not answer within 30 s")
 
 
-@pytest.fixture(scope="session")
-def op_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OP, OP]]:
-    """Two independent providers: the platform's issuer and a foreign one."""
+def require_node() -> None:
+    """Node.js and oidc-provider installed, or stop the test (fail in CI, skip elsewhere)."""
     missing = _node_ready()
     if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"OpenID provider unavailable in CI: {missing}")
-        pytest.skip(f"OpenID provider unavailable: {missing}")
-    tmp = tmp_path_factory.mktemp("op")
+        unavailable(f"OpenID provider unavailable: {missing}")
+
+
+def start_providers(tmp: Path, count: int = 1) -> list[OP]:
+    """``count`` providers over HTTPS, their certificates from one fresh CA under ``tmp``; stop them after use."""
+    require_node()
     ca, cert, key = _make_ca(tmp)
-    ops = (_start(tmp, ca, cert, key), _start(tmp, ca, cert, key))
-    yield ops
+    return [_start(tmp, ca, cert, key) for _ in range(count)]
+
+
+def stop(*ops: OP) -> None:
     for op in ops:
         op.process.terminate()
         op.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def op_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OP, OP]]:
+    """Two independent providers: the platform's issuer and a foreign one."""
+    first, second = start_providers(tmp_path_factory.mktemp("op"), 2)
+    yield first, second
+    stop(first, second)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
+from support.ci import unavailable
 
 CLOUDS = Path(os.environ.get("AI4OS_OPENSTACK_CLOUDS", "/var/tmp/ai4os-openstack/clouds.yaml"))
 CLOUD = "ai4os-testbed"
@@ -44,7 +44,5 @@ def require(cloud: str = CLOUD) -> Path:
     """The clouds.yaml path; fails the test in CI, skips it elsewhere, when the test-bed is not up."""
     reason = problem(cloud)
     if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must start the OpenStack test-bed (.ci/setup.d/20-openstack.sh): {reason}")
-        pytest.skip(reason)
+        unavailable(reason, "CI starts it: .ci/setup.d/20-openstack.sh")
     return CLOUDS

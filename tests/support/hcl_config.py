@@ -19,7 +19,7 @@ from typing import Any
 import hcl2
 import yaml
 
-KEYS_DIR = Path(__file__).resolve().parent / "agent_keys"
+KEYS_DIR = Path(__file__).resolve().parents[1] / "cluster" / "agent_keys"
 _META = ("__is_block__", "__start_line__", "__end_line__", "__comments__", "__inline_comments__")
 
 

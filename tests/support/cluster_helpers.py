@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+DATA = ROOT / "tests" / "cluster" / "data"
 
 
 def ansible_env(tmp_path: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cluster_helpers import ROOT, run_playbook
+from support.cluster_helpers import ROOT, run_playbook
 
 from ai4os_kit.model import ansible_inventory
 from ai4os_kit.model.inventory import load_inventory

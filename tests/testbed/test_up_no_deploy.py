@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support.testbed import require_docker
+
+from ai4os_kit.model.inventory import copy_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,18 +21,10 @@ def kit(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ai4os_kit", *args], capture_output=True, text=True, timeout=900)
 
 
-def docker_ok() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture
 def local_copy(tmp_path: Path) -> Path:
     target = tmp_path / "tb"
-    shutil.copytree(ROOT / "inventories" / "local", target, symlinks=True,
-                    ignore=shutil.ignore_patterns("hosts.yml", "secrets.yml", ".vault-pass"))
+    copy_inventory(ROOT / "inventories" / "local", target)
     sites = target / "sites.yml"
     sites.write_text(sites.read_text().replace("- name: local", "- name: uptest"))
     platform = target / "platform.yml"
@@ -46,10 +40,7 @@ def test_up_refuses_cloud_sites(sample_inventory: Path) -> None:
 
 
 def test_up_creates_and_down_removes_the_containers(local_copy: Path) -> None:
-    if not docker_ok():
-        if os.environ.get("CI"):
-            pytest.fail("dockerd is not running in CI (.ci/setup.d/10-docker.sh should start it)")
-        pytest.skip("no Docker daemon here: start it with scripts/testbed/dockerd.sh")
+    require_docker()
     names = ["uptest-server-1", "uptest-ingress-1", "uptest-cpu-1"]
     try:
         up = kit("up", "--no-deploy", str(local_copy))

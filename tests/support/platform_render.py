@@ -10,7 +10,6 @@ facts of a real H100 (tests/cluster/data/gpu-h100) as host facts of one GPU node
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ from ai4os_kit.model import ansible_inventory
 from ai4os_kit.model.inventory import load_inventory
 from ai4os_kit.model.plan import build_plan
 from ai4os_kit.paths import ROOT, SAMPLE_INVENTORY
+
+from support import plugins
 
 PLAYBOOK = ROOT / "playbooks" / "platform.yml"
 H100 = ROOT / "tests" / "cluster" / "data" / "gpu-h100" / "nvidia-smi-query.csv"
@@ -70,10 +71,7 @@ def free_port() -> int:
 
 def h100_facts() -> dict[str, Any]:
     """GPU facts of a real H100, parsed by the kit's own module_utils."""
-    spec = importlib.util.spec_from_file_location("ai4os_gpu", ROOT / "plugins" / "module_utils" / "ai4os_gpu.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = plugins.load("plugins/module_utils/ai4os_gpu.py")
     return dict(mod.summarize(mod.parse_query_csv(H100.read_text())))
 
 
