@@ -18,7 +18,7 @@ import hcl2
 import numpy as np
 import pytest
 from support.platform_render import Rendered, free_port
-from service_venv import Service, requirements_python, service_python
+from support.service_venv import Service, drift_python, mlflow_python
 
 from ai4os_kit.paths import ROOT
 from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks
@@ -61,7 +61,7 @@ def call(base: str, method: str, path: str, body: Any = None, token: str | None 
 
 @pytest.fixture(scope="module")
 def python() -> Path:
-    return requirements_python("drift", FILES / "requirements.txt")
+    return drift_python()
 
 
 def start(python: Path, data: Path, tmp: Path, **extra: str) -> Service:
@@ -288,13 +288,10 @@ def test_prometheus_scrapes_it_and_grafana_shows_what_it_exports(rendered: Rende
 
 # ----------------------------------------------------------------- MLflow (a real tracking server)
 
-MLFLOW = "mlflow==3.17.2"
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow tracking server (PyPI mlflow, its own venv) on a SQLite store."""
-    python = service_python("mlflow", ["--only-binary=:all:", MLFLOW], MLFLOW)
+    python = mlflow_python()
     tmp = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     server = Service([str(python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from nomad_events_double import FACTS, NomadEventsDouble, Policy
 from support.platform_render import Rendered, free_port
 from service_pki import TestCA, reply, serve_https
-from service_venv import Service
+from support.service_venv import Service
 from support.ci import unavailable
 
 from ai4os_kit.paths import ROOT

@@ -1,10 +1,15 @@
 """Virtual environments for the platform services the kit ships with its roles (they run in their
 job's container, not in the kit's own environment): the packages are installed from PyPI exactly
 as the job installs them, kept under .cache/service-venvs/ per content hash of the requirements.
-Missing network or packages: the test fails in CI (CI=true) and is skipped elsewhere."""
+Missing network or packages: the test fails in CI (CI=true) and is skipped elsewhere.
+
+`python -m support.service_venv` (with tests/ on PYTHONPATH) builds them ahead: .ci/run starts it in
+the background while the services are set up; a test that needs a venv waits for the build in
+flight (a lock per venv) instead of starting a second one."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -17,6 +22,8 @@ from support.ci import unavailable
 from ai4os_kit.paths import ROOT
 
 CACHE = ROOT / ".cache" / "service-venvs"
+DRIFT_REQUIREMENTS = ROOT / "roles" / "drift" / "files" / "requirements.txt"  # what the drift job installs
+MLFLOW = "mlflow==3.17.2"  # the tracking server the drift tests write runs to
 
 
 def service_python(name: str, pip_args: list[str], key: str) -> Path:
@@ -26,6 +33,16 @@ def service_python(name: str, pip_args: list[str], key: str) -> Path:
     python = venv / "bin" / "python"
     if (venv / ".complete").is_file():
         return python
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build in flight (the CI pre-build) finishes first
+        if not (venv / ".complete").is_file():
+            _build(venv, pip_args)
+    return python
+
+
+def _build(venv: Path, pip_args: list[str]) -> None:
+    python = venv / "bin" / "python"
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
@@ -36,7 +53,16 @@ def service_python(name: str, pip_args: list[str], key: str) -> Path:
         why = f"pip install {' '.join(pip_args)} failed: {result.stderr.strip()[-800:]}"
         unavailable(why)
     (venv / ".complete").write_text("ok\n")
-    return python
+
+
+def mlflow_python() -> Path:
+    """A venv with the MLflow tracking server."""
+    return service_python("mlflow", ["--only-binary=:all:", MLFLOW], MLFLOW)
+
+
+def drift_python() -> Path:
+    """A venv with the drift job's pinned packages."""
+    return requirements_python("drift", DRIFT_REQUIREMENTS)
 
 
 def requirements_python(name: str, requirements: Path) -> Path:
@@ -83,3 +109,8 @@ class Service:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._out.close()
+
+
+if __name__ == "__main__":  # the CI pre-build (see the module's doc)
+    for build in (drift_python, mlflow_python):
+        print(build(), flush=True)
