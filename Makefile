@@ -24,8 +24,11 @@ ansible-lint:
 ruff:  ## undefined names, unused imports and variables (pyflakes rules) in the Python code
 	$(BIN)/ruff check --select F --output-format concise src tests benchmarks plugins scripts setup.py
 
+# Two workers: the shared test-beds' group on one, the other layers on the other (tests/conftest.py).
+PYTEST_PARALLEL ?= -n 2 --dist loadgroup
+
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # One target per layer (docs/testing.md says what each needs running): `make test-<layer>`.
 unit test-unit:  ## model, plan, CLI, docs, bad inventories: no service needed
