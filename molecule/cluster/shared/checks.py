@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-sys.path.insert(0, str(PROJECT / "tests" / "cluster"))
+sys.path.insert(0, str(PROJECT / "tests"))  # molecule's verifier runs outside the suite's pytest configuration
 
-import hcl_config  # noqa: E402
+from support import hcl_config  # noqa: E402
 
 CA_FILE = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki" / "ca.crt"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def _node(host) -> tuple[str, str, str]:
 
 
 def _address(host, name: str) -> str:
-    return host.run(f"getent hosts {name}").stdout.split()[0]
+    """The test-bed address of node ``name``, as Docker gave it (read on the controller: the nodes'
+    resolver is the kit's dnsmasq, which by design never forwards plain host names upstream)."""
+    out = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[0]
 
 
 # The region's only Nomad server is site a's server node (ai4os_nomad_server_sites of
