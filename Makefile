@@ -24,8 +24,9 @@ ansible-lint:
 ruff:  ## undefined names, unused imports and variables (pyflakes rules) in the Python code
 	$(BIN)/ruff check --select F --output-format concise src tests benchmarks plugins scripts setup.py
 
-# Two workers: the shared test-beds' group on one, the other layers on the other (tests/conftest.py).
-PYTEST_PARALLEL ?= -n 2 --dist loadgroup
+# Three workers (much of the suite waits on containers and services): molecule's scenarios, the
+# other Docker test-beds and the remaining groups side by side (groups: tests/conftest.py).
+PYTEST_PARALLEL ?= -n 3 --dist loadgroup
 
 pytest:
 	$(BIN)/pytest $(PYTEST_PARALLEL)

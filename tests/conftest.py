@@ -4,10 +4,10 @@
 - the platform renderings (support/platform_render.py: ``rendered``, ``rendered_checkin``,
   ``rendered_keycloak``, ``webdav_port``), rendered once per session;
 - a real OpenID provider (support/oidc_op.py: ``op``, ``op_pair``);
-- the groups `make test` runs side by side (pytest-xdist, ``--dist loadgroup``): every test that
-  uses a shared test-bed (Docker containers and networks, the OpenStack test-bed and its quota,
-  molecule) is in one group, run one after the other as without xdist; the other tests are grouped
-  by layer directory, so module and session fixtures are set up once per group's worker.
+- the groups `make test` runs side by side (pytest-xdist, ``--dist loadgroup``): the tests that
+  share a test-bed are in one group (BEDS below), run one after the other as without xdist; the
+  other tests are grouped by layer directory, so module and session fixtures are set up once per
+  group's worker.
 """
 
 from __future__ import annotations
@@ -22,16 +22,32 @@ from ai4os_kit.paths import SAMPLE_INVENTORY
 pytest_plugins = ["support.platform_render", "support.oidc_op"]
 
 TESTS = Path(__file__).resolve().parent
-# Paths (relative to tests/) of everything that uses a shared test-bed: never two at once.
-BEDS = ("cloud/", "terraform/", "testbed/", "federation/", "accounting/test_accounting_caso.py",
-        "cluster/test_day2_testbed.py", "platform/test_node_admission.py")
+# Groups that share a test-bed run their tests one after the other (paths relative to tests/).
+# Molecule's scenarios and the other Docker test-beds use different container names, networks
+# (Docker picks their subnets) and loop devices (attached with retries), so those two groups
+# run side by side; the OpenStack test-bed (one project, one quota) is one group.
+BEDS = {
+    "molecule": ("testbed/test_scenarios.py",),
+    "containers": ("testbed/", "cluster/test_day2_testbed.py", "platform/test_node_admission.py",
+                   "federation/test_two_clouds.py"),
+    "openstack": ("cloud/", "terraform/", "accounting/test_accounting_caso.py", "federation/test_cross_site_addresses.py"),
+}
+ORDER = list(BEDS)  # the longest groups start first, so the shortest finish last
+
+
+def _group(relative: str) -> str:
+    for name, prefixes in BEDS.items():
+        if relative.startswith(prefixes):
+            return name
+    return relative.split("/", 1)[0]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {}
     for item in items:
-        relative = item.path.resolve().relative_to(TESTS).as_posix()
-        group = "beds" if relative.startswith(BEDS) else relative.split("/", 1)[0]
+        groups[item] = group = _group(item.path.resolve().relative_to(TESTS).as_posix())
         item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: ORDER.index(groups[item]) if groups[item] in ORDER else len(ORDER))
 
 
 def copy_sample(dest: Path) -> Path:
