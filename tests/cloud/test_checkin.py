@@ -98,7 +98,8 @@ def project_id(admin_conn: Any) -> str:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("token", ["not-a-token", jwt({"sub": "x", "exp": int(time.time()) + 3600})])
+@pytest.mark.parametrize("token", ["not-a-token", jwt({"sub": "x", "exp": int(time.time()) + 3600})],
+                         ids=["not-a-token", "unsigned-jwt"])  # ids: the JWT holds the time (xdist compares ids)
 def test_keystone_rejects_a_bad_token_with_a_clear_error(testbed: Path, project_id: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     _local_site(tmp_path, monkeypatch, project_id)
