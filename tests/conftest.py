@@ -42,6 +42,7 @@ def _group(relative: str) -> str:
     return relative.split("/", 1)[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups = {}
     for item in items:
