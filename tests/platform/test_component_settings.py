@@ -171,3 +171,19 @@ def test_images_pinned_by_digest_pass_and_tags_are_named() -> None:
     assert not check_component_settings({**platform, **pinned}, {"papi", "monitoring"}, "platform.yml")
     bad = {**platform, **pinned, "ai4os_papi_image": "registry.example.org/x@sha256:abc"}   # a digest cut short
     assert [e.key for e in check_component_settings(bad, {"papi", "monitoring"}, "platform.yml")] == ["ai4os_papi_image"]
+
+
+def test_playbook_stops_on_a_hosts_file_without_the_plans_facts(tmp_path: Path) -> None:
+    """The job templates read sites, datacenters and topology from hosts.yml (the plan's facts, never
+    re-derived): a hosts.yml of an older kit stops the platform play with the fix, nothing rendered."""
+    inv = make_inventory(tmp_path, {}, SECRETS, gpu_facts=False)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    for key in [k for k in hosts["all"]["vars"] if k.startswith("ai4os_plan_")]:
+        del hosts["all"]["vars"][key]
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    result = render(inv, tmp_path / "out", {"platform_job_components": ["node_admission"]})
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "all.vars lacks the plan's facts (ai4os_plan_sites, ai4os_plan_datacenters, ai4os_plan_topology)" in text
+    assert f"Fix: write it again with `ai4os-kit plan {inv}`" in text, text[-3000:]
+    assert not (tmp_path / "out" / "node_admission").exists()
