@@ -49,6 +49,8 @@ def test_up_creates_and_down_removes_the_containers(local_copy: Path) -> None:
         assert (local_copy / "hosts.yml").exists()
         # the loopback mirror's Traefik release comes with its pin (role artifacts installs nothing without one)
         all_vars = yaml.safe_load((local_copy / "hosts.yml").read_text())["all"]["vars"]
+        # the test-bed's variables sit beside the plan's facts, which the roles and platform jobs read
+        assert {"ai4os_plan_sites", "ai4os_plan_datacenters", "ai4os_plan_topology"} <= set(all_vars)
         version = all_vars["traefik_version"]
         archive = Path(all_vars["ai4os_artifacts_url"]) / "traefik" / f"v{version}" / f"traefik_v{version}_linux_amd64.tar.gz"
         assert all_vars["artifacts_pins"]["traefik"][version]["amd64"] == hashlib.sha256(archive.read_bytes()).hexdigest()

@@ -209,8 +209,8 @@ def _testbed_inventory(plan: dict[str, Any], host_vars: dict[str, dict[str, Any]
     for name, hv in host_vars.items():
         if "volumes_device" in hv:
             group["hosts"][name] = None
-    if all_vars:
-        inventory["all"]["vars"] = all_vars
+    if all_vars:  # beside the plan's facts (all.vars), never instead of them
+        inventory["all"]["vars"] = {**inventory["all"]["vars"], **all_vars}
     return inventory
 
 
