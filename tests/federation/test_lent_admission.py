@@ -14,35 +14,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import hcl2
 import pytest
 from federation_bed import public_hosts
+from support.hcl_config import heredoc
 from support.platform_render import SECRETS, render
 
 from ai4os_kit.cli import main
+from ai4os_kit.platform.nomad_job import hcl_attr, hcl_blocks, parse_job
 
 pytestmark = pytest.mark.integration
 
 
-def _flat(value: Any) -> Any:
-    while isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value
-
-
 def _job(path: Path) -> tuple[list[str], str]:
     """The job's datacenters and the admission script as Nomad writes it into local/."""
-    body = next(iter(_flat(hcl2.loads(path.read_text())["job"]).values()))
-    group = next(iter(_flat(body["group"]).values()))
-    task = next(iter(_flat(group["task"]).values()))
-    script = next(t for t in task["template"] if _flat(t["destination"]) == "local/node_admission.py")
-    text = textwrap.dedent(_flat(script["data"])).strip("\n").replace("$${", "${").replace("%%{", "%{") + "\n"
-    datacenters = body["datacenters"]
-    return (datacenters[0] if datacenters and isinstance(datacenters[0], list) else datacenters), text
+    text = path.read_text()
+    _, job = hcl_blocks(hcl2.loads(text), "job")[0]
+    _, group = hcl_blocks(job, "group")[0]
+    _, task = hcl_blocks(group, "task")[0]
+    script = next(body for _, body in hcl_blocks(task, "template")
+                  if hcl_attr(body, "destination") == "local/node_admission.py")
+    return parse_job(text, str(path)).datacenters, heredoc(hcl_attr(script, "data"))
 
 
 def _run(script: Path, datacenter: str) -> str:

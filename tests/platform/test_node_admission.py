@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from typing import Any
 import hcl2
 import pytest
 from nomad_agent_double import NomadAgentDouble
+from support.hcl_config import heredoc
 from support.platform_render import SECRETS, make_inventory, render
 from support.testbed import require_docker
 
@@ -82,11 +82,6 @@ def _task(job_file: Path) -> Task:
     args = config["args"][0] if isinstance(config["args"][0], list) else config["args"]
     return Task(command=_flat(config["command"]), args=list(args), env=dict(_flat(task["env"])),
                 templates={_flat(t["destination"]): t for t in task["template"]})
-
-
-def _heredoc(data: str) -> str:
-    """What Nomad writes for a <<-EOT template: indentation stripped, HCL escapes undone."""
-    return textwrap.dedent(data).strip("\n").replace("$${", "${").replace("%%{", "%{") + "\n"
 
 
 def _interpolate(value: str, attrs: dict[str, str]) -> str:
@@ -192,7 +187,7 @@ def admission_sites() -> list[tuple[str, str]]:
 
 
 def _task_setting(self: Admission, name: str) -> str:
-    script = _heredoc(_flat(self.task.templates["local/node_admission.py"]["data"]))
+    script = heredoc(_flat(self.task.templates["local/node_admission.py"]["data"]))
     m = re.search(rf"^{name} = (.+)$", script, re.M)
     assert m, name
     return json.loads(m.group(1))
@@ -231,7 +226,7 @@ def _run_task(adm: Admission, token: str | None = None) -> subprocess.CompletedP
     # Templates, as the client renders them (Go-template fields filled from the job's Nomad variable).
     env_from_templates: dict[str, str] = {}
     for dest, tpl in adm.task.templates.items():
-        text = _heredoc(_flat(tpl["data"]))
+        text = heredoc(_flat(tpl["data"]))
         if "nomadVar" in text:
             text = re.sub(r"\{\{ with nomadVar \"[^\"]+\" \}\}(.*?)\{\{ end \}\}",
                           lambda m: re.sub(r"\{\{ \.(\w+) \}\}", lambda k: adm.variable[k.group(1)], m.group(1)),

@@ -13,6 +13,7 @@ Whichever one the environment ends up with, ``load`` returns the same canonical 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ def _canon_block_item_wrapped(item: dict[str, Any]) -> dict[str, Any]:
 def loads(text: str) -> dict[str, Any]:
     """Parse HCL text into the canonical shape (raises on a syntax error)."""
     return _canon_body(hcl2.loads(text if text.endswith("\n") else text + "\n"))
+
+
+def heredoc(data: str) -> str:
+    """A job's ``<<-EOT`` string as Nomad writes it out: indentation stripped, HCL's escapes undone."""
+    return textwrap.dedent(data).strip("\n").replace("$${", "${").replace("%%{", "%{") + "\n"
 
 
 def load_keys(agent: str) -> dict[str, Any]:
