@@ -140,6 +140,7 @@ class Bed:
         self.hosts = [f"ai4os-{self.name}-{i}" for i in range(1, nodes + 1)]
         (self.dir / "molecule.json").write_text(json.dumps({"molecule_yml": {"platforms": [node_spec(h) for h in self.hosts]}}))
         self.inventory = self.dir / "inventory.json"
+        self.usage_file = self.dir / "controller-usage.json"  # the last playbook's controller CPU and memory
         # Written first: without it Ansible would fall back to the repository's
         # ansible.cfg and its default inventory (inventories/local, vaulted).
         # The repository's settings otherwise: forks, smart gathering with the controller's fact cache
@@ -162,6 +163,10 @@ class Bed:
                     "ANSIBLE_CONFIG": str(self.dir / "ansible.cfg")})
         return env
 
+    def host_vars(self) -> dict[str, dict[str, str]]:
+        # `docker` (not the FQCN): Mitogen's strategy swaps it for mitogen_docker.
+        return {h: {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"} for h in self.hosts}
+
     def write_inventory(self) -> None:
         mirror = self.dir / "mirror"
         group_vars = dict(GROUP_VARS)
@@ -173,15 +178,11 @@ class Bed:
             "traefik_tls_certificate": str(self.dir / "pki" / "site.crt"),
             "traefik_tls_key": str(self.dir / "pki" / "site.key"),
         })
-        # `docker` (not the FQCN): Mitogen's strategy swaps it for mitogen_docker.
-        hosts = {h: {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"}
-                 for h in self.hosts}
-        self.inventory.write_text(json.dumps({"all": {"hosts": hosts, "vars": group_vars}}))
+        self.inventory.write_text(json.dumps({"all": {"hosts": self.host_vars(), "vars": group_vars}}))
 
     def playbook(self, playbook: Path, strategy: str, *extra: str, ok_rcs: tuple[int, ...] = (0,),
                  timings: Path | None = None) -> tuple[float, str]:
         """Run one play; set-up plays must succeed (rc 0), timed ones may report failed hosts (rc 2)."""
-        self.usage_file = self.dir / "controller-usage.json"
         argv = [sys.executable, "-c", USAGE_WRAPPER, str(self.usage_file),
                 str(BIN / "ansible-playbook"), *extra, str(playbook)]
         start = time.monotonic()
@@ -196,8 +197,7 @@ class Bed:
     def write_nodes(self) -> Path:
         """An inventory of the bare nodes (the untimed plays use it)."""
         nodes = self.dir / "nodes.json"
-        hosts = {h: {"ansible_connection": "docker", "ansible_python_interpreter": "/usr/bin/python3"} for h in self.hosts}
-        nodes.write_text(json.dumps({"all": {"hosts": hosts}}))
+        nodes.write_text(json.dumps({"all": {"hosts": self.host_vars()}}))
         return nodes
 
     def create(self) -> None:
@@ -210,6 +210,11 @@ class Bed:
     def prepare(self) -> None:
         self.playbook(ROOT / "benchmarks" / "prepare.yml", "linear", "-i", str(self.write_nodes()))
         self.write_inventory()
+
+
+def span(values: list[float] | None, unit: str = "MB") -> str:
+    """'lo-hi unit' of per-node figures ('n/a' where the cgroup files were not there)."""
+    return f"{min(values):.0f}-{max(values):.0f} {unit}" if values else "n/a"
 
 
 def controller_usage(path: Path) -> tuple[float, float]:
@@ -243,9 +248,7 @@ def measure(strategy: str, nodes: int, workdir: Path, profile: bool = False) -> 
                       round(cpu_after - cpu_before, 1) if cpu_before is not None and cpu_after is not None else -1.0,
                       memory_peaks_mb(groups), memory_rss_mb(groups))
             runs.append(run)
-            memory = (f"peak {min(run.node_memory_mb):.0f}-{max(run.node_memory_mb):.0f} MB, processes "
-                      f"{min(run.node_rss_mb or [0]):.0f}-{max(run.node_rss_mb or [0]):.0f} MB"
-                      if run.node_memory_mb else "n/a")
+            memory = f"peak {span(run.node_memory_mb)}, processes {span(run.node_rss_mb)}"
             print(f"  {strategy:8} {nodes} node(s) {phase:5}: {seconds:7.1f} s  changed={changed} failed={failed}  "
                   f"controller CPU {controller_cpu:.1f} s (largest process {controller_rss:.0f} MB)  "
                   f"nodes' CPU {run.nodes_cpu:.1f} s  memory per node {memory}", file=sys.stderr, flush=True)
@@ -261,27 +264,21 @@ def measure(strategy: str, nodes: int, workdir: Path, profile: bool = False) -> 
         bed.destroy()
 
 
-KINDS = (  # (kind of work, modules), first match wins
-    ("facts", {"ansible.builtin.gather_facts", "gather_facts", "ansible.builtin.setup", "setup"}),
-    ("packages", {"ansible.builtin.apt", "apt", "ansible.builtin.apt_key", "ansible.builtin.apt_repository",
-                  "ansible.builtin.deb822_repository", "ansible.builtin.package"}),
-    ("templating", {"ansible.builtin.template", "template"}),
-    ("files", {"ansible.builtin.file", "ansible.builtin.copy", "ansible.builtin.stat", "ansible.builtin.slurp",
-               "ansible.builtin.lineinfile", "ansible.builtin.get_url", "ansible.builtin.unarchive",
-               "ansible.posix.mount", "community.general.filesystem", "community.general.lvg", "community.general.lvol",
-               "file", "copy", "stat", "slurp"}),
-    ("services", {"ansible.builtin.systemd_service", "ansible.builtin.systemd", "ansible.builtin.service",
-                  "systemd", "service"}),
-    ("commands", {"ansible.builtin.command", "ansible.builtin.shell", "command", "shell"}),
-    ("controller only", {"ansible.builtin.set_fact", "ansible.builtin.assert", "ansible.builtin.debug",
-                         "ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "ansible.builtin.include_role",
-                         "ansible.builtin.meta", "ansible.builtin.fail", "set_fact", "assert", "debug", "include_tasks",
-                         "meta", "fail"}),
+KINDS = (  # (kind of work, modules without the "ansible.builtin." prefix), first match wins
+    ("facts", {"gather_facts", "setup"}),
+    ("packages", {"apt", "apt_key", "apt_repository", "deb822_repository", "package"}),
+    ("templating", {"template"}),
+    ("files", {"file", "copy", "stat", "slurp", "lineinfile", "get_url", "unarchive", "ansible.posix.mount",
+               "community.general.filesystem", "community.general.lvg", "community.general.lvol"}),
+    ("services", {"systemd_service", "systemd", "service"}),
+    ("commands", {"command", "shell"}),
+    ("controller only", {"set_fact", "assert", "debug", "include_tasks", "import_tasks", "include_role", "meta", "fail"}),
 )
 
 
 def kind_of(action: str) -> str:
-    return next((kind for kind, actions in KINDS if action in actions), "other modules")
+    name = action.removeprefix("ansible.builtin.")
+    return next((kind for kind, actions in KINDS if name in actions), "other modules")
 
 
 def profile_report(data: dict, seconds: float, title: str, top: int = 12) -> str:
@@ -318,7 +315,7 @@ def profile_report(data: dict, seconds: float, title: str, top: int = 12) -> str
 
 
 def probe_report(data: dict, seconds: float, title: str) -> str:
-    tasks = [t for t in data["tasks"] if t["action"] in ("ansible.builtin.ping", "ping")]
+    tasks = [t for t in data["tasks"] if t["action"].removeprefix("ansible.builtin.") == "ping"]
     lines = [f"### connection probe ({title}): {seconds:.1f} s for ansible-playbook", ""]
     for t in tasks:
         hosts = sorted(t["hosts"].values())
@@ -337,9 +334,7 @@ def table(runs: list[Run]) -> str:
         noop = by.get((strategy, nodes, "noop"))
         if noop is None:
             continue
-        memory = (f"{min(first.node_memory_mb):.0f}-{max(first.node_memory_mb):.0f} MB, "
-                  f"{min(noop.node_rss_mb or [0]):.0f}-{max(noop.node_rss_mb or [0]):.0f} MB"
-                  if first.node_memory_mb else "n/a")
+        memory = f"{span(first.node_memory_mb)}, {span(noop.node_rss_mb)}"
         lines.append(f"| {strategy} | {nodes} | {first.seconds:.1f} s | {first.changed} | {noop.seconds:.1f} s | "
                      f"{noop.changed} | {noop.seconds / first.seconds:.0%} | {first.controller_cpu:.1f} / "
                      f"{noop.controller_cpu:.1f} s | {first.nodes_cpu:.1f} / {noop.nodes_cpu:.1f} s | {memory} |")
