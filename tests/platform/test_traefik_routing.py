@@ -163,18 +163,30 @@ class Ingress:
     def routers(self) -> dict[str, dict[str, Any]]:
         return {r["name"]: r for r in self.api("http/routers?per_page=1000")}
 
-    def wait_for(self, host: str, body_start: str, seconds: float = 60) -> None:
+    def wait_for_routers(self, names: set[str], seconds: float = 60) -> None:
+        """Wait until Traefik's configuration holds every one of these routers (a catalog poll can land mid-registration)."""
+        deadline = time.monotonic() + seconds
+        missing = set(names)
+        while time.monotonic() < deadline:
+            missing = names - set(self.routers())
+            if not missing:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"routers {sorted(missing)} not in Traefik's configuration after {seconds} s; log:\n"
+                             + self.log.read_text()[-3000:])
+
+    def wait_for(self, host: str, body_start: str, seconds: float = 60, path: str = "/") -> None:
         deadline = time.monotonic() + seconds
         last: tuple[int, str] = (0, "")
         while time.monotonic() < deadline:
             try:
-                last = self.get(host)
+                last = self.get(host, path)
             except OSError as exc:              # Traefik still starting
                 last = (0, str(exc))
             if last[0] == 200 and last[1].startswith(body_start):
                 return
             time.sleep(0.3)
-        raise AssertionError(f"{host} not routed to {body_start!r} after {seconds} s: {last}; log:\n"
+        raise AssertionError(f"{host}{path} not routed to {body_start!r} after {seconds} s: {last}; log:\n"
                              + self.log.read_text()[-3000:])
 
 
@@ -360,10 +372,9 @@ def test_papi_deployments_route_as_papi_writes_them(ingress: Ingress, backends: 
                 path = tag.split("PathPrefix(`", 1)[1].split("`")[0] if "PathPrefix(" in tag else "/"
                 expected.update({f"{h}|{path}": name for h in hosts})
     assert len(expected) >= 20 and skipped and grpc           # api/monitor/ide/ui/custom (+www.) ...; nvflare's TCP
-    first = next(iter(expected))
-    ingress.wait_for(first.split("|")[0], expected[first])
-    for key, name in expected.items():
+    for key, name in expected.items():   # each one: a catalog poll can land between two registrations
         host, path = key.split("|")
+        ingress.wait_for(host, name, path=path)
         assert ingress.get(host, path) == (200, f"{name} saw {host}"), f"{host}{path} not routed to {name}"
     routers = ingress.routers()
     papi_routers = [r for n, r in routers.items() if n.endswith("@consulcatalog") and not n.startswith("ai4os-")]
@@ -401,6 +412,7 @@ def platform(ingress: Ingress, backends: Backends, rendered: Rendered) -> dict[s
                     routes[router] = Route(tag.split("Host(`", 1)[1].split("`", 1)[0], path, f"platform-{name}")
     assert {"ai4os-papi", "ai4os-dashboard", "ai4os-oauth2-proxy", "ai4os-grafana", "ai4os-vault"} <= set(routes)
     ingress.wait_for(routes["ai4os-papi"].host, "platform-papi")
+    ingress.wait_for_routers({f"{router}@consulcatalog" for router in routes})
     return routes
 
 
