@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,20 @@ def test_job_pages_read_the_configured_owner_key_and_skip_odd_jobs() -> None:
     index.add_page(decode_jobs(page, "creator"))
     index.finish()
     assert index.lookup([("ns", "a"), ("default", "b"), ("default", "7")]) == ["ann@egi.eu", None, MISSING]
+
+
+@pytest.mark.parametrize("jobs", [1, 3, 4000])
+def test_owner_index_agrees_with_a_dict_of_the_same_jobs(jobs: int) -> None:
+    """The bucketed look-up answers as a plain dict would, for listed jobs and jobs it never saw."""
+    rng = random.Random(jobs)
+    listed = {(rng.choice(["ai4eosc", "imagine", "default"]), f"job-{rng.getrandbits(40):x}"): rng.choice(
+        [None, "ann@egi.eu", "bob@egi.eu", f"user{rng.randrange(50)}@egi.eu"]) for _ in range(jobs)}
+    index = OwnerIndex()
+    index.add_page([JobStub(job, namespace, {"owner": owner} if owner else {}) for (namespace, job), owner
+                    in listed.items()], "owner")
+    index.finish()
+    asked = list(listed) + [("ai4eosc", f"gone-{n}") for n in range(jobs)]
+    rng.shuffle(asked)
+    for lo in range(0, len(asked), 500):  # a page at a time, as the collector asks
+        page = asked[lo:lo + 500]
+        assert index.lookup(page) == [listed.get(key, MISSING) for key in page]
