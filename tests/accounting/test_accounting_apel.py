@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -362,3 +363,25 @@ def test_only_allocations_of_egi_sites_and_vos_are_read_and_the_rest_counted(tmp
     assert (again.records, again.skipped) == (12, 3)
     last = read_queue(tmp_path / "q")[-1]
     assert "FQAN: /vo.default.eu/Role=NULL/Capability=NULL\n" in last and "\nLocalGroupId: private\n" in last
+
+
+def test_cursor_is_durable_at_each_flush_while_the_export_still_reads(tmp_path: Path) -> None:
+    """Each synced batch moves the cursor in the file, as another process (a restarted exporter) would read it."""
+    path = tmp_path / "a.sqlite"
+    with Store(path) as store:
+        for batch in range(4):  # four changes: the cursor can stop between them
+            store.upsert([u._replace(alloc_id=str(uuid.UUID(int=100 * batch + i + 1))) for i, u in
+                          enumerate(_many(3))], NOW)
+    seen: list[int] = []
+
+    class Watched(OutgoingQueue):
+        def add(self, message: bytes, durable: bool = True) -> str:
+            with sqlite3.connect(path) as other:  # what a crash would leave for the next run
+                seen.append(other.execute("SELECT COALESCE((SELECT value FROM meta WHERE key = 'cursor_apel_cloud'), 0)")
+                            .fetchone()[0])
+            return super().add(message, durable)
+
+    with Store(path) as store:
+        result = apel.export_cloud(store, Watched(tmp_path / "q"), CTX, NOW, size=2, sync_every=1)
+        assert result.records == 12 and store.meta("cursor_apel_cloud") == 4
+    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == 3, seen
