@@ -6,7 +6,11 @@ Nomad is the recorded-response TEST DOUBLE (nomad_double.py).
 from __future__ import annotations
 
 import csv
+import os
+import re
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from ai4os_kit.errors import InputError
 
 MAR1 = 1772323200  # 2026-03-01T00:00:00Z
 H = 3600
+ROOT = Path(__file__).resolve().parents[2]
 CTX = ExportContext(site_names={"ifca": "IFCA-LCG2"}, vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
                     compute_service="AI4OS Nomad")
 
@@ -154,6 +159,26 @@ def test_cli_run_end_to_end(nomad_double: NomadDouble, tmp_path: Path, capsys: p
     assert (tmp_path / "reports" / "2026-03.png").stat().st_size > 1000
     assert main(["accounting", "check", "--config", str(cfg)]) == 0
     assert "allocation(s), 2 job(s), index" in capsys.readouterr().out  # both listings the collector reads
+
+
+def test_cli_run_as_the_timer_runs_it(nomad_double: NomadDouble, tmp_path: Path) -> None:
+    """`accounting run` from a console script of its own, as systemd starts it: the exporters' second process is
+    spawned and imports that script again (as __mp_main__), which must not run the command a second time."""
+    doc = fixture("allocation-gpu-running.json")
+    nomad_double.allocs[doc["ID"]] = doc
+    cfg = write_config(tmp_path, nomad_double.address)
+    script = tmp_path / "ai4os-kit"  # what pip writes for the console script
+    script.write_text("import sys\nfrom ai4os_kit.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(script), "accounting", "run", "--config", str(cfg)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["collect", "export-apel", "export-gpu", "summary"], lines
+    assert "1 cloud record(s) in 1 message(s)" in lines[1]
+    assert re.match(r"export-gpu: [1-9][0-9]* gpu record\(s\) in 1 message\(s\)", lines[2])  # monthly: grows with time
+    assert QueueSimple(str(tmp_path / "outgoing")).count() == 2
+    assert read_papi(tmp_path / "summaries" / "ai4eosc-users-agg.csv")["gpu_num"] != [0]
 
 
 def test_cli_unreachable_nomad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

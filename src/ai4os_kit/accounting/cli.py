@@ -35,6 +35,16 @@ def _collect(cfg: Any) -> int:
     return 1 if result.problems else 0
 
 
+def _export_line(kind: str, result: Any, cfg: Any) -> str:
+    return (f"export-{'apel' if kind == 'cloud' else 'gpu'}: {result.records} {kind} record(s) in "
+            f"{result.messages} message(s) queued in {cfg.outgoing_dir}; {result.skipped} allocation(s) "
+            "not accounted to EGI (no APEL site for the datacenter or no VO for the namespace)")
+
+
+def _summary_line(count: int, out: Path) -> str:
+    return f"summary: wrote {count} file(s) to {out} (PAPI reads them from $ACCOUNTING_PTH/summaries)"
+
+
 def _export(cfg: Any, kinds: tuple[str, ...]) -> int:
     from ai4os_kit.accounting import apel
     from ai4os_kit.accounting.hostcert import check_host_certificate
@@ -47,10 +57,21 @@ def _export(cfg: Any, kinds: tuple[str, ...]) -> int:
     with Store(cfg.store) as store:
         for kind in kinds:
             export = apel.export_cloud if kind == "cloud" else apel.export_accelerator
-            result = export(store, queue, cfg.export, now)
-            print(f"export-{'apel' if kind == 'cloud' else 'gpu'}: {result.records} {kind} record(s) in "
-                  f"{result.messages} message(s) queued in {cfg.outgoing_dir}; {result.skipped} allocation(s) "
-                  "not accounted to EGI (no APEL site for the datacenter or no VO for the namespace)")
+            print(_export_line(kind, export(store, queue, cfg.export, now), cfg))
+    return 0
+
+
+def _export_all(cfg: Any) -> int:
+    """APEL cloud records, and meanwhile in a second process GPU records and summaries (accounting.exporters)."""
+    from ai4os_kit.accounting.exporters import export_all
+    from ai4os_kit.accounting.hostcert import check_host_certificate
+
+    check_host_certificate(cfg.host_cert, cfg.host_key, str(cfg.file))
+    done = export_all(Path(cfg.store), Path(cfg.outgoing_dir), cfg.export, int(time.time()), Path(cfg.summaries_dir),
+                      tuple(cfg.export.vos.keys()))
+    print(_export_line("cloud", done.cloud, cfg))
+    print(_export_line("gpu", done.gpu, cfg))
+    print(_summary_line(len(done.summaries), cfg.summaries_dir))
     return 0
 
 
@@ -62,8 +83,7 @@ def _summary(cfg: Any, out: Path | None) -> int:
     with Store(cfg.store) as store:
         summaries = Summaries().add_store(store, now)
     paths = write_summaries(summaries, out or cfg.summaries_dir, cfg.export.vos.keys())
-    print(f"summary: wrote {len(paths)} file(s) to {out or cfg.summaries_dir} (PAPI reads them from "
-          "$ACCOUNTING_PTH/summaries)")
+    print(_summary_line(len(paths), out or cfg.summaries_dir))
     return 0
 
 
@@ -130,8 +150,7 @@ def cmd_accounting(args: argparse.Namespace) -> int:
         return _check(cfg)
     if action == "run":
         status = _collect(cfg)  # a malformed allocation does not stop the export of the others
-        _export(cfg, ("cloud", "gpu"))
-        _summary(cfg, None)
+        _export_all(cfg)
         return status
     raise KitError(f"unknown accounting command {action}")
 
@@ -145,7 +164,8 @@ def register(subparsers: Any) -> None:
                     "See docs/accounting.md.")
     sub = p.add_subparsers(dest="accounting_command", metavar="ACTION", required=True)
     helps = {
-        "run": "collect, export-apel, export-gpu and summary in one go (what the systemd timer runs)",
+        "run": "collect, then export-apel beside export-gpu and summary (a second process): what the systemd "
+               "timer runs",
         "collect": "read new and changed allocations from Nomad into the store",
         "export-apel": "queue APEL cloud records (v0.4) for changed and running allocations",
         "export-gpu": "queue monthly APEL GPU accelerator records",
