@@ -1,11 +1,14 @@
 """Benchmark: N Nomad allocations through the accounting collector, the store and the exporters.
 
 Stages (each timed): collect (decode Nomad's listing pages, parse, upsert into the SQLite
-store) -> APEL cloud records (dirq queue) -> APEL GPU accelerator records -> PAPI summaries
--> monthly report (CSV, Markdown, PNG). Prints wall and CPU time per stage, the totals, the
-peak resident memory of the process and the 1-minute load average at start and end. On a
-shared machine the CPU time is what a stage costs (wall time also counts other processes'
-turns on the CPU). Target (issue 16): 10,000,000 allocations in under 120 s and 500 MB.
+store) -> the exporters as `ai4os-kit accounting run` runs them (APEL cloud records into the
+dirq queue here, meanwhile APEL GPU accelerator records and the PAPI summaries in a second
+process: ai4os_kit.accounting.exporters) -> monthly report (CSV, Markdown, PNG). Prints wall
+and CPU time per stage (a second process's CPU included), the totals, the peak resident
+memory (the collector's, and this process's plus the second one's while both export) and the
+1-minute load average at start and end. On a shared machine the CPU time is what a stage costs
+(wall time also counts other processes' turns on the CPU).
+Target (issue 16): 10,000,000 allocations in under 120 s and 500 MB.
 
     .venv/bin/python benchmarks/accounting.py [--allocations 10000000] [--task-events 0] [--dir DIR]
 
@@ -42,11 +45,10 @@ import numpy as np
 
 from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.collector import collect
+from ai4os_kit.accounting.exporters import export_all
 from ai4os_kit.accounting.nomad_client import PAGE_SIZE, NomadSettings, NomadSource
 from ai4os_kit.accounting.report import rows_from_totals, write_report
-from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
-from ai4os_kit.accounting.summary import Summaries, write_summaries
 from ai4os_kit.accounting.timeslices import month_bounds
 
 START = 1767225600  # 2026-01-01T00:00:00Z
@@ -235,8 +237,37 @@ class GeneratedNomad(NomadSource):
         return None
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+REPORT = "monthly report 2026-02 (+PNG)"
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now."""
+    return _status_mb("VmRSS")
+
+
+def peak_now_mb() -> float:
+    """Peak resident memory of this process since :func:`reset_peak` (Linux: VmHWM)."""
+    return _status_mb("VmHWM")
+
+
+def reset_peak() -> None:
+    """Start this process's peak resident memory afresh (Linux >= 4.0: clear_refs 5 resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's ended child processes (the exporters' second process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -257,7 +288,7 @@ def main() -> int:
     def stage(name: str, t0: float, c0: float, minus: tuple[float, float] = (0.0, 0.0)) -> None:
         times[name] = time.perf_counter() - t0 - minus[0]
         cpu[name] = time.process_time() - c0 - minus[1]
-        print(f"{name:<40} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_mb():5.0f} MB",
+        print(f"{name:<40} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_now_mb():5.0f} MB",
               flush=True)
 
     upsert_time = [0.0, 0.0]
@@ -289,33 +320,41 @@ def main() -> int:
                   f"{count} stored", file=sys.stderr)
             return 2
 
+        after_collect, collect_peak = rss_mb(), peak_now_mb()
+        reset_peak()  # from here on the peak is the exporters' (the collector's stays in `peak`)
+        t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
+        exports = export_all(work / "accounting.sqlite", work / "outgoing", CTX, NOW, work / "summaries",
+                             CTX.vos.keys())
+        times["exporters"] = time.perf_counter() - t0
+        cpu["exporters"] = time.process_time() - c0 + children_cpu() - k0
+        both = peak_now_mb() + exports.second_peak_mb
+        for name, seconds in exports.seconds.items():
+            print(f"  {name:<38} wall {seconds:7.1f} s")
+        print(f"{'APEL cloud | APEL GPU + PAPI summaries':<40} wall {times['exporters']:7.1f} s  cpu "
+              f"{cpu['exporters']:7.1f} s  ({exports.cloud.records:,} cloud and {exports.gpu.records:,} GPU records, "
+              f"{len(exports.summaries)} summary files)")
+        print(f"{'  memory: this process after collect':<40} {after_collect:7.0f} MB, peak while exporting "
+              f"{peak_now_mb():.0f} MB + second process {exports.second_peak_mb:.0f} MB = {both:.0f} MB")
+        peak = max(collect_peak, both)
         with Store(work / "accounting.sqlite") as store:
-            queue = OutgoingQueue(work / "outgoing")
-            t0, c0 = time.perf_counter(), time.process_time()
-            cloud = apel.export_cloud(store, queue, CTX, NOW)
-            stage(f"APEL cloud: {cloud.records:,} rec/{cloud.messages:,} msg", t0, c0)
-            t0, c0 = time.perf_counter(), time.process_time()
-            gpu = apel.export_accelerator(store, queue, CTX, NOW)
-            stage(f"APEL GPU: {gpu.records:,} rec/{gpu.messages:,} msg", t0, c0)
-            t0, c0 = time.perf_counter(), time.process_time()
-            summaries = Summaries().add_store(store, NOW)
-            files = write_summaries(summaries, work / "summaries")
-            stage(f"PAPI summaries ({len(files)} files)", t0, c0)
             t0, c0 = time.perf_counter(), time.process_time()
             lo, hi = month_bounds(2026, 2)
             rows = rows_from_totals(store.month_totals(lo, hi, NOW), CTX)
             write_report(rows, work / "reports", 2026, 2)
-            stage("monthly report 2026-02 (+PNG)", t0, c0)
-        wall, used = sum(times.values()), sum(cpu.values())
+            stage(REPORT, t0, c0)
+        peak = max(peak, peak_now_mb())
+        # The target is collect + store + exporters: the monthly report (run once a month) is shown, not counted.
+        wall = sum(seconds for name, seconds in times.items() if name != REPORT)
+        used = sum(seconds for name, seconds in cpu.items() if name != REPORT)
         per = 1e6 / max(1, args.allocations)
-        print(f"{'collect + store + exporters':<40} wall {wall:7.1f} s  cpu {used:7.1f} s  "
+        print(f"{'collect + store + exporters (no report)':<40} wall {wall:7.1f} s  cpu {used:7.1f} s  "
               f"({wall * per:.1f} / {used * per:.1f} us per allocation)")
-        print(f"{'peak RSS':<40} {peak_mb():7.0f} MB")
+        print(f"{'peak RSS (collector; both exporting processes)':<40} {peak:7.0f} MB")
         print(f"1-minute load average at the end: {os.getloadavg()[0]:.2f}")
         if args.allocations < TARGET_SIZE:
             print(f"(the target, < {TARGET_S} s and < {TARGET_MB} MB, is for {TARGET_SIZE:,} allocations)")
             return 0
-        ok = wall < TARGET_S and peak_mb() < TARGET_MB
+        ok = wall < TARGET_S and peak < TARGET_MB
         print("target met" if ok else "TARGET MISSED", f"(< {TARGET_S} s and < {TARGET_MB} MB)")
         return 0 if ok else 1
     finally:
