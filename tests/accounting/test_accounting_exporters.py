@@ -8,15 +8,17 @@ store and writing into the same dirq queue.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
 import uuid
 from pathlib import Path
 
 import pytest
 from test_accounting_apel import read_queue
 
-from ai4os_kit.accounting import apel
+from ai4os_kit.accounting import apel, exporters
 from ai4os_kit.accounting.exporters import export_all
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
@@ -116,3 +118,22 @@ def test_a_failure_on_both_sides_raises_the_cloud_exports_error(store_file: Path
     # both sides fail on the queue; the cloud export's error is the one raised, and no cursor moved
     with Store(path) as store:
         assert store.meta("cursor_apel_cloud") == 0 and store.meta("cursor_apel_gpu") == 0
+
+
+def _killed(*_args: object) -> None:
+    """Stands in for the second process's work: the process dies without a result (as the OOM killer does it)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_second_process_killed_without_a_result_is_named(store_file: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The spawned process imports this module by name (spawn passes on sys.path) and runs _killed in it.
+    monkeypatch.setattr(exporters, "_second", _killed)
+    path = _copy(store_file, tmp_path / "store")
+    with pytest.raises(KitError) as err:
+        export_all(path, tmp_path / "queue", CTX, NOW, tmp_path / "summaries", NAMESPACES)
+    assert str(err.value) == ("accounting export (APEL GPU records, PAPI summaries) failed: the second process ended "
+                              "without a result (killed, or out of memory? see the journal of the accounting service)")
+    with Store(path) as store:
+        assert store.meta("cursor_apel_cloud") > 0  # this side finished its export
+        assert store.meta("cursor_apel_gpu") == 0  # the other side never ran

@@ -15,7 +15,8 @@ several writers. The process is spawned, not forked: nothing of this one
 (open SQLite connections, threads) is carried into it.
 
 An error on either side is raised once both have stopped, the cloud
-export's first; an error in the second process comes back as its message.
+export's first; an error in the second process comes back as its message,
+and a second process that dies without one (killed) is named as such.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import multiprocessing
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -94,7 +96,11 @@ def export_all(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: 
         except BaseException as exc:  # raised below, once the second process has stopped too
             cloud_error = exc
         cloud_seconds = time.perf_counter() - start
-        error, result, cpu, peak = second.result()
+        try:
+            error, result, cpu, peak = second.result()
+        except BrokenProcessPool:  # killed (the kernel's OOM killer, a signal) or could not start
+            error, result, cpu, peak = ("the second process ended without a result (killed, or out of memory? "
+                                        "see the journal of the accounting service)"), None, 0.0, 0.0
     if cloud_error is not None:
         raise cloud_error
     if error is not None:
