@@ -26,7 +26,7 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -47,9 +47,9 @@ class Exports:
     cloud: apel.ExportResult
     gpu: apel.ExportResult
     summaries: list[Path]
-    seconds: dict[str, float] = field(default_factory=dict)
-    second_cpu: float = 0.0
-    second_peak_mb: float = 0.0
+    seconds: dict[str, float]
+    second_cpu: float
+    second_peak_mb: float
 
 
 def _cloud(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: int) -> apel.ExportResult:
@@ -72,15 +72,16 @@ def gpu_and_summaries(store_path: Path, queue_dir: Path, ctx: apel.ExportContext
 def _second(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: int, summaries_dir: Path,
             namespaces: tuple[str, ...]) -> tuple[str | None, object, float, float]:
     """In the second process: (error message or None, result, CPU seconds, peak resident MB)."""
-    outcome: tuple[str | None, object]
+    error: str | None = None
+    result: object = None
     try:
-        outcome = None, gpu_and_summaries(store_path, queue_dir, ctx, now, summaries_dir, namespaces)
+        result = gpu_and_summaries(store_path, queue_dir, ctx, now, summaries_dir, namespaces)
     except KitError as exc:
-        outcome = str(exc), None
+        error = str(exc)
     except Exception as exc:  # noqa: BLE001 -- anything else comes back as its message, not as an unpicklable object
-        outcome = f"{type(exc).__name__}: {exc}", None
+        error = f"{type(exc).__name__}: {exc}"
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return outcome[0], outcome[1], usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return error, result, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def export_all(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: int, summaries_dir: Path,
