@@ -63,11 +63,12 @@ def test_servers_one_at_a_time_then_clients_in_drained_batches(bed: Day2Bed, cap
     # clients: batches of 2, every client drained before it is touched and made eligible after
     assert plays.count("Clients, in batches, drained first") == 3
     drains = [(t, h) for t, h, s in events(out) if s == "changed" and ("Drain the client" in t or "eligible again" in t)]
-    assert [h for t, h in drains if "Drain" in t] == [h for t, h in drains if "eligible" in t] \
-        and sorted(h for t, h in drains if "Drain" in t) == sorted(bed.clients)
+    # (inside a batch the two hosts run side by side: Ansible prints them in the order they finish)
+    assert sorted(h for t, h in drains if "Drain" in t) == sorted(bed.clients)
     for batch in range(3):
         chunk = drains[batch * 4:(batch + 1) * 4]
         assert [("Drain" in t) for t, _ in chunk] == [True, True, False, False], chunk
+        assert {h for _, h in chunk[:2]} == {h for _, h in chunk[2:]}, chunk
     # the Nomad API saw each drain with the kit's deadline and meta, then eligibility back
     drained = [n for n in bed.nomad.nodes.values() if n["LastDrain"]]
     assert len(drained) == len(bed.clients)
