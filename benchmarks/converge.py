@@ -144,9 +144,11 @@ class Bed:
         # Written first: without it Ansible would fall back to the repository's
         # ansible.cfg and its default inventory (inventories/local, vaulted).
         # The repository's settings otherwise: forks, smart gathering with the controller's fact cache
-        # (so a re-run reuses the facts of the run before, as an operator's does), pipelining.
+        # (so a re-run reuses the facts of the run before, as an operator's does), facts only under
+        # ansible_facts, pipelining.
         (self.dir / "ansible.cfg").write_text(
-            "[defaults]\nforks = 20\ngathering = smart\ninterpreter_python = auto_silent\nfact_caching = jsonfile\n"
+            "[defaults]\nforks = 20\ngathering = smart\ninject_facts_as_vars = False\n"
+            "interpreter_python = auto_silent\nfact_caching = jsonfile\n"
             f"fact_caching_connection = {self.dir / 'facts'}\nfact_caching_timeout = 7200\n"
             "[ssh_connection]\npipelining = True\n")
 
