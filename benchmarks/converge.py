@@ -124,10 +124,10 @@ def node_spec(name: str) -> dict:
 def strategy_env(strategy: str) -> dict[str, str]:
     if strategy == "linear":
         return {"ANSIBLE_STRATEGY": "linear"}
-    import ansible_mitogen  # noqa: PLC0415
+    import ansible_mitogen  # noqa: PLC0415, F401 - fails here, not as a silent fallback to linear
 
-    return {"ANSIBLE_STRATEGY": "mitogen_linear",
-            "ANSIBLE_STRATEGY_PLUGINS": str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")}
+    # The kit's strategy plugin (what ansible.cfg names): Mitogen's, plus its source cache.
+    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "plugins" / "strategy")}
 
 
 class Bed:

@@ -35,10 +35,10 @@ def strategy_env(strategy: str) -> dict[str, str]:
         raise ValueError(f"AI4OS_MOLECULE_STRATEGY must be one of {sorted(STRATEGIES)}, not {strategy!r}")
     if strategy == "linear":
         return {"ANSIBLE_STRATEGY": "linear"}
-    import ansible_mitogen  # noqa: PLC0415 - only needed for this strategy
+    import ansible_mitogen  # noqa: PLC0415, F401 - fails here, not as the plugin's fallback to linear
 
-    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
-    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(plugins)}
+    # The kit's own plugin (what ansible.cfg names): Mitogen's strategy and the kit's source cache.
+    return {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": str(ROOT / "plugins" / "strategy")}
 
 
 def run_scenario(scenario: str, *, strategy: str = "linear", command: str = "test",
