@@ -99,6 +99,23 @@ def wait_for(conn: Any, server: Any) -> Any:
         time.sleep(1)
 
 
+def build_events(admin: Any, server: Any) -> list[str]:
+    """What nova recorded of a server's build: each event's result and, for an admin, the compute's traceback.
+
+    Diagnostics for an assertion message: a build that fails on the compute host ends as
+    "Exceeded maximum number of retries" (the test-bed has one hypervisor), which names no cause.
+    """
+    lines = []
+    for action in admin.compute.server_actions(server.id):
+        detail = admin.compute.get_server_action(action.request_id, server.id)
+        for event in detail.events or []:
+            event = dict(event)
+            lines.append(f"{detail.action}/{event.get('event')}: {event.get('result')}")
+            if event.get("traceback"):
+                lines.append(str(event["traceback"])[-1500:])
+    return lines
+
+
 def delete_site_servers(conn: Any, site_name: str) -> None:
     """Remove every server (with its ports and floating IPs) a test made for ``site_name``."""
     servers = [s for s in conn.compute.servers() if (s.metadata or {}).get("ai4os_site") == site_name

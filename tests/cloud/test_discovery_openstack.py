@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 from cloudbed import GPUS_ON_HYPERVISOR, lab_site, plan_for
-from servers import create_pool_servers
+from servers import build_events, create_pool_servers
 
 from ai4os_kit.cli import main
 from ai4os_kit.cloud import discovery
@@ -82,16 +82,19 @@ def test_discovery_reports_missing_and_foreign_servers(member_conn: Any, site_na
     assert any(w.startswith(f"{site_name}-server-2:") and "does not have" in w for w in found.warnings)
 
 
-def test_gpu_flavor_schedules_and_one_gpu_too_many_fails(member_conn: Any, site_name: str, tmp_path: Path) -> None:
+def test_gpu_flavor_schedules_and_one_gpu_too_many_fails(member_conn: Any, admin_conn: Any, site_name: str,
+                                                         tmp_path: Path) -> None:
     gpu_pool = {"role": "gpu", "count": GPUS_ON_HYPERVISOR + 1, "volume_gb": 10,
                 "flavor": {"vcpus": 8, "ram_mb": 32768,
                            "accelerator": {"type": "GPU", "number": 1, "vendor": "NVIDIA", "model": "A100"}}}
     plan = plan_for(tmp_path, [lab_site(site_name, pools=lab_site()["pools"][:2] + [gpu_pool])])
     site = plan["sites"][0]
     names = next(p["nodes"] for p in site["pools"] if p["name"] == "gpu")
-    # one after the other, as the scheduler sees them: the hypervisor's GPUs fill up, then nothing fits
-    first = create_pool_servers(member_conn, plan, site, nodes=names[:GPUS_ON_HYPERVISOR])
-    assert [s.status for s in first.values()] == ["ACTIVE"] * GPUS_ON_HYPERVISOR, [s.fault for s in first.values()]
+    # one after the other, each ACTIVE before the next is asked for: the hypervisor's GPUs fill
+    # up, then nothing fits
+    for name in names[:GPUS_ON_HYPERVISOR]:
+        server = create_pool_servers(member_conn, plan, site, nodes=[name])[name]
+        assert server.status == "ACTIVE", (name, server.fault, build_events(admin_conn, server))
     extra = create_pool_servers(member_conn, plan, site, nodes=names[-1:])[names[-1]]
     assert extra.status == "ERROR"
     assert "No valid host was found" in (extra.fault or {}).get("message", "")
