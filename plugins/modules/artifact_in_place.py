@@ -13,7 +13,7 @@ description:
     whether all of it is there as they would leave it - the version directory
     (root:root, 0755), the verified archive in it (root:root, 0644, the pinned
     SHA-256), each binary with the SHA-256 read from inside the verified archive,
-    owned by root, and each link on the PATH pointing at its binary.
+    owned by root with mode 0755, and each link on the PATH pointing at its binary.
   - The role runs its install tasks only when this says something differs, so a
     re-run costs one task per release instead of a dozen. Every binary and the
     archive are read and hashed on every run (nothing is trusted because it exists).
@@ -115,6 +115,8 @@ def differences(home, archive, archive_sha256, digests, bin_dir):
             found.append("%s: missing" % path)
         elif (info.st_uid, info.st_gid) != (0, 0):
             found.append("%s: not owned by root" % path)
+        elif stat.S_IMODE(info.st_mode) != 0o755:
+            found.append("%s: not mode 0755" % path)
         elif _sha256(path) != str(digest).lower():
             found.append("%s: differs from the verified archive" % path)
         link = os.path.join(bin_dir, name)

@@ -167,6 +167,8 @@ def test_in_place_when_everything_is_as_the_install_tasks_leave_it(installed) ->
     (lambda h, b: (h / "tool").write_bytes(TOOL + b"altered"), "tool: differs from the verified archive"),
     (lambda h, b: (h / "helper").unlink(), "helper: missing"),
     (lambda h, b: os.chown(h / "tool", 1000, 0), "tool: not owned by root"),
+    (lambda h, b: (h / "tool").chmod(0o777), "tool: not mode 0755"),
+    (lambda h, b: (h / "helper").chmod(0o644), "helper: not mode 0755"),
     (lambda h, b: (h / "tool_1.0.tar.gz").write_bytes(b"other"), "tool_1.0.tar.gz: not the verified archive"),
     (lambda h, b: (h / "tool_1.0.tar.gz").chmod(0o666), "tool_1.0.tar.gz: not root:root 0644"),
     (lambda h, b: h.chmod(0o777), "1.0: not a root:root 0755 directory"),
