@@ -116,6 +116,22 @@ def build_events(admin: Any, server: Any) -> list[str]:
     return lines
 
 
+def wait_until_gone(conn: Any, server: Any) -> None:
+    """Until the API no longer knows the server.
+
+    openstacksdk's wait_for_delete returns as soon as the status reads DELETED, which nova
+    sets before the compute host frees the server's resources (its PCI devices in the
+    resource tracker, its placement allocations: seconds later on a busy machine); the
+    record disappears only after that. A test that asks for a GPU right after an earlier
+    test's GPU server "is deleted" would otherwise race the release of that GPU.
+    """
+    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    while conn.compute.find_server(server.id, ignore_missing=True) is not None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server {server.name} still listed {BOOT_TIMEOUT_S} s after its deletion")
+        time.sleep(0.5)
+
+
 def delete_site_servers(conn: Any, site_name: str) -> None:
     """Remove every server (with its ports and floating IPs) a test made for ``site_name``."""
     servers = [s for s in conn.compute.servers() if (s.metadata or {}).get("ai4os_site") == site_name
@@ -128,6 +144,6 @@ def delete_site_servers(conn: Any, site_name: str) -> None:
     for server in servers:
         conn.compute.delete_server(server)
     for server in servers:
-        conn.compute.wait_for_delete(server, wait=BOOT_TIMEOUT_S)
+        wait_until_gone(conn, server)
     for port in ports:
         conn.network.delete_port(port, ignore_missing=True)
