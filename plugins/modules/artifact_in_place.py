@@ -47,7 +47,7 @@ EXAMPLES = r"""
   artifact_in_place:
     home: /opt/ai4os/traefik/3.7.15
     archive: traefik_v3.7.15_linux_amd64.tar.gz
-    archive_sha256: "{{ artifacts_expected_sha256 }}"
+    archive_sha256: "{{ artifacts_release.sha256 }}"
     digests: "{{ artifacts_fetch.digests }}"
     bin_dir: /usr/local/bin
   register: artifacts_in_place
@@ -60,6 +60,13 @@ in_place:
   type: bool
 differences:
   description: What differs, one line per path (empty when O(in_place)).
+  returned: success
+  type: list
+  elements: str
+stale_binaries:
+  description: >-
+    The binaries (keys of O(digests)) that are missing, not owned by root, not mode 0755
+    or not the ones in the verified archive: what the install tasks remove and unpack again.
   returned: success
   type: list
   elements: str
@@ -91,13 +98,28 @@ def _regular(path):
     return info if stat.S_ISREG(info.st_mode) else None
 
 
-def differences(home, archive, archive_sha256, digests, bin_dir):
-    """Lines naming what differs from the state the install tasks leave; [] when nothing does."""
-    found = []
+def _binary_problem(path, digest):
+    """What is wrong with one unpacked binary, or None."""
+    info = _regular(path)
+    if info is None:
+        return "missing"
+    if (info.st_uid, info.st_gid) != (0, 0):
+        return "not owned by root"
+    if stat.S_IMODE(info.st_mode) != 0o755:
+        return "not mode 0755"
+    if _sha256(path) != str(digest).lower():
+        return "differs from the verified archive"
+    return None
+
+
+def check(home, archive, archive_sha256, digests, bin_dir):
+    """(lines naming what differs from the state the install tasks leave, stale binaries);
+    ([], []) when nothing does. Every file is read once."""
     try:
         info = os.lstat(home)
     except OSError:
-        return ["%s: missing" % home]
+        return ["%s: missing" % home], sorted(digests)
+    found = []
     if not stat.S_ISDIR(info.st_mode) or (info.st_uid, info.st_gid) != (0, 0) or stat.S_IMODE(info.st_mode) != 0o755:
         found.append("%s: not a root:root 0755 directory" % home)
     path = os.path.join(home, archive)
@@ -108,21 +130,22 @@ def differences(home, archive, archive_sha256, digests, bin_dir):
         found.append("%s: not root:root 0644" % path)
     elif _sha256(path) != archive_sha256.lower():
         found.append("%s: not the verified archive" % path)
+    stale = []
     for name, digest in sorted(digests.items()):
         path = os.path.join(home, name)
-        info = _regular(path)
-        if info is None:
-            found.append("%s: missing" % path)
-        elif (info.st_uid, info.st_gid) != (0, 0):
-            found.append("%s: not owned by root" % path)
-        elif stat.S_IMODE(info.st_mode) != 0o755:
-            found.append("%s: not mode 0755" % path)
-        elif _sha256(path) != str(digest).lower():
-            found.append("%s: differs from the verified archive" % path)
+        problem = _binary_problem(path, digest)
+        if problem:
+            found.append("%s: %s" % (path, problem))
+            stale.append(name)
         link = os.path.join(bin_dir, name)
         if not os.path.islink(link) or os.readlink(link) != path:
             found.append("%s: not a link to %s" % (link, path))
-    return found
+    return found, stale
+
+
+def differences(home, archive, archive_sha256, digests, bin_dir):
+    """Lines naming what differs from the state the install tasks leave; [] when nothing does."""
+    return check(home, archive, archive_sha256, digests, bin_dir)[0]
 
 
 def main():
@@ -137,8 +160,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    found = differences(p["home"], p["archive"], p["archive_sha256"], p["digests"], p["bin_dir"])
-    module.exit_json(changed=False, in_place=not found, differences=found)
+    found, stale = check(p["home"], p["archive"], p["archive_sha256"], p["digests"], p["bin_dir"])
+    module.exit_json(changed=False, in_place=not found, differences=found, stale_binaries=stale)
 
 
 if __name__ == "__main__":

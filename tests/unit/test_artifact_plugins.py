@@ -182,6 +182,20 @@ def test_anything_that_differs_is_named(installed, change, expected) -> None:
 
 
 @needs_root
+def test_the_stale_binaries_are_those_the_install_tasks_must_unpack_again(installed) -> None:
+    home, bin_dir = Path(installed["home"]), Path(installed["bin_dir"])
+    (home / "tool").chmod(0o777)
+    (bin_dir / "helper").unlink()                      # a link is not a binary: put back by its own task
+    (home / "tool_1.0.tar.gz").write_bytes(b"other")   # nor is the archive: copied again
+    result = _ansible("artifact_in_place", installed)
+    assert result["in_place"] is False and result["stale_binaries"] == ["tool"], result
+    (home / "helper").unlink()
+    assert IN_PLACE.check(**installed)[1] == ["helper", "tool"]
+    installed["home"] = str(home.parent / "2.0")
+    assert IN_PLACE.check(**installed) == ([f"{home.parent}/2.0: missing"], ["helper", "tool"])
+
+
+@needs_root
 def test_a_missing_release_is_one_difference_and_the_module_says_so(installed, tmp_path) -> None:
     installed["home"] = str(tmp_path / "opt" / "tool" / "2.0")
     result = _ansible("artifact_in_place", installed)

@@ -42,7 +42,8 @@ def _archive(path: Path, arch: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _bed(tmp_path: Path, pins: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
+def _bed(tmp_path: Path, wrong_pin: str | None = None) -> tuple[Path, dict[str, str]]:
+    """Mirror, inventory, variables and playbook; ``wrong_pin``: an architecture whose pin no archive has."""
     release = tmp_path / "mirror" / "traefik" / f"v{VERSION}"
     release.mkdir(parents=True, exist_ok=True)
     made = {arch: _archive(release / f"traefik_v{VERSION}_linux_{arch}.tar.gz", arch) for arch in ("amd64", "arm64")}
@@ -58,7 +59,7 @@ def _bed(tmp_path: Path, pins: dict[str, str] | None = None) -> tuple[Path, dict
     variables.write_text(json.dumps({
         "ai4os_artifacts_url": str(tmp_path / "mirror"),
         "artifacts_cache_dir": str(tmp_path / "cache"),
-        "artifacts_pins": {"traefik": {VERSION: pins or made}}}))
+        "artifacts_pins": {"traefik": {VERSION: {**made, **({wrong_pin: "0" * 64} if wrong_pin else {})}}}}))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     return variables, made
 
@@ -88,9 +89,7 @@ def test_each_host_gets_its_architectures_binary_and_a_rerun_changes_nothing(tmp
 
 
 def test_an_archive_that_is_not_the_pinned_one_stops_only_the_hosts_of_its_architecture(tmp_path: Path) -> None:
-    variables, made = _bed(tmp_path)
-    variables.write_text(json.dumps({**json.loads(variables.read_text()),
-                                     "artifacts_pins": {"traefik": {VERSION: {**made, "arm64": "0" * 64}}}}))
+    variables, _ = _bed(tmp_path, wrong_pin="arm64")
     run = _converge(tmp_path, variables)
     out = " ".join(run.stdout.split())
     assert run.returncode != 0
