@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import pickle
 import random
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, decode_jobs, \
     usage_from_stub
 from ai4os_kit.accounting.model import Usage
-from ai4os_kit.accounting.nomad_page import page_columns, task_times
+from ai4os_kit.accounting.nomad_page import finish_columns, page_columns, page_parts, task_times
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, _epoch_from_rfc3339, parse_allocation, parse_node
 from ai4os_kit.accounting.store import Store
 
@@ -110,6 +111,28 @@ def test_page_columns_equal_the_reference_parser_stub_by_stub(docs: list[dict[st
             assert usage_from_stub(page[i], nodes[i], "x") is None or not isinstance(owners[i], str)
         else:
             assert isinstance(owners[i], str) and Usage(*row) == reference
+
+
+@settings(max_examples=100, deadline=None)
+@given(docs=st.lists(stubs(), min_size=1, max_size=6), keep_bits=st.integers(0, 2**6 - 1),
+       nodes=st.lists(st.sampled_from([NODE, None]), min_size=6, max_size=6))
+def test_the_parts_of_chosen_stubs_are_the_chosen_parts_and_survive_pickling(docs: list[dict[str, Any]], keep_bits: int,
+                                                                             nodes: list[Any]) -> None:
+    """What the decoding process sends (pickled parts) and the collector keeps of it (take) computes the same columns."""
+    page = decode_allocations(json.dumps(docs).encode())
+    parts = page_parts(page)
+    keep = [i for i in range(len(docs)) if keep_bits >> i & 1]
+    chosen = page_parts([page[i] for i in keep])
+    if parts is None:  # the page as a whole goes stub by stub, in the collector
+        return
+    assert chosen is not None
+    taken = pickle.loads(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)).take(keep)
+    for name, ours, theirs in zip(parts._fields, taken, chosen):
+        assert (ours.tolist() if hasattr(ours, "tolist") else ours) == \
+            (theirs.tolist() if hasattr(theirs, "tolist") else theirs), name
+    owners = ["someone"] * len(keep)
+    assert finish_columns(taken, [nodes[i] for i in keep], owners) == \
+        page_columns([page[i] for i in keep], [nodes[i] for i in keep], owners)
 
 
 @settings(max_examples=200, deadline=None)

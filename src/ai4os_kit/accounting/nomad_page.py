@@ -16,7 +16,7 @@ is left to them: its position is returned as declined.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -120,12 +120,11 @@ def _segments(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return has, (np.cumsum(counts) - counts)[has]
 
 
-def _gpu_usage(tasks: dict[str, Any], node: NodeInfo | None) -> tuple[int, str | None]:
-    """(GPU count, model) of one allocation's tasks, as the per-stub path computes them."""
+def _gpu_usage(device_lists: Sequence[list[Any]], node: NodeInfo | None) -> tuple[int, str | None]:
+    """(GPU count, model) of one allocation from its tasks' device lists, as the per-stub path computes them."""
     gpus: list[tuple[str, int]] | None = None
-    for res in tasks.values():
-        if res.Devices:
-            gpus = _gpus(res.Devices, node, gpus)
+    for devices in device_lists:
+        gpus = _gpus(devices, node, gpus)
     count = sum(c for _, c in gpus) if gpus else 0
     models = sorted({model for model, c in gpus if model and c}) if count and gpus else []
     return count, " + ".join(models) if models else None
@@ -133,6 +132,47 @@ def _gpu_usage(tasks: dict[str, Any], node: NodeInfo | None) -> tuple[int, str |
 
 _BIG, _SMALL = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 _FINAL = {status: int(final) for status, final in CLIENT_STATUSES.items()}
+
+
+class PageParts(NamedTuple):
+    """What a page's columns are made of before its nodes and owners are known.
+
+    Computed from the typed stubs alone (:func:`page_parts`), so a process
+    that only has the page's bytes can compute it (``ListingDecoder``), and
+    picklable. Lists hold one value per allocation; the task arrays one value
+    per task, allocation by allocation (``task_counts`` tasks each).
+    ``devices`` holds, for the allocations with devices, their position and
+    their tasks' device lists. ``declined`` marks what the per-stub path or the
+    reference must decide.
+    """
+
+    ids: list[str]
+    namespaces: list[str]
+    job_ids: list[str]
+    names: list[str]
+    node_ids: list[str]
+    statuses: list[str | None]
+    create: list[int]
+    start: list[int | None]
+    end: list[int | None]
+    disk: list[int]
+    modify_index: list[int]
+    declined: np.ndarray
+    task_counts: np.ndarray
+    shares: np.ndarray
+    reserved: np.ndarray
+    memory: np.ndarray
+    devices: list[tuple[int, list[list[Any]]]]
+
+    def take(self, keep: Sequence[int]) -> "PageParts":
+        """The parts of the allocations at the positions ``keep`` (ascending), in that order."""
+        positions = np.asarray(keep, np.int64)
+        task_mask = np.repeat(np.isin(np.arange(len(self.ids)), positions), self.task_counts)
+        renumber = {old: new for new, old in enumerate(keep)}
+        lists = [[column[i] for i in keep] for column in self[:11]]
+        return PageParts(*lists, self.declined[positions], self.task_counts[positions],  # type: ignore[arg-type]
+                         self.shares[task_mask], self.reserved[task_mask], self.memory[task_mask],
+                         [(renumber[i], d) for i, d in self.devices if i in renumber])
 
 
 def page_columns(stubs: Sequence[AllocStub], nodes: Sequence[NodeInfo | None],
@@ -144,8 +184,14 @@ def page_columns(stubs: Sequence[AllocStub], nodes: Sequence[NodeInfo | None],
     full. Declined positions hold placeholders. None: the page as a whole is
     outside what is computed here exactly (the caller goes stub by stub).
     """
+    parts = page_parts(stubs)
+    return finish_columns(parts, nodes, owners) if parts is not None else None
+
+
+def page_parts(stubs: Sequence[AllocStub]) -> PageParts | None:
+    """:class:`PageParts` of a page of typed stubs; None: the page must go stub by stub (see :func:`page_columns`)."""
     try:
-        return _page_columns(stubs, nodes, owners)
+        return _page_parts(stubs)
     except OverflowError:  # an integer beyond int64: Python's integers, stub by stub
         return None
 
@@ -154,15 +200,12 @@ def _ints(values: list[Any]) -> np.ndarray:
     return np.array(values, np.int64) if values else np.zeros(0, np.int64)
 
 
-def _page_columns(stubs: Sequence[AllocStub], nodes: Sequence[NodeInfo | None],
-                  owners: Sequence[Any]) -> tuple[list[list[Any]], list[int]] | None:
+def _page_parts(stubs: Sequence[AllocStub]) -> PageParts | None:
     n = len(stubs)
     ids = [s.ID for s in stubs]
     statuses = [s.ClientStatus for s in stubs]
     finals = [_FINAL.get(s, 2) for s in statuses]  # type: ignore[arg-type]  # 2: not a status the fast path knows
     declined = np.array(finals, np.int8) == 2
-    if set(map(type, owners)) != {str}:
-        declined |= np.array([type(o) is not str for o in owners], bool)
     joined_ids = "".join(ids)
     if len(joined_ids) != 36 * n or not joined_ids.isascii() or not _uuid_rows(joined_ids):
         declined |= np.array([not _CANONICAL_UUID.fullmatch(i) for i in ids], bool)
@@ -212,27 +255,9 @@ def _page_columns(stubs: Sequence[AllocStub], nodes: Sequence[NodeInfo | None],
                    [mem.MemoryMB for mem in memories])
     if k and (int(shares.max()) >= _EXACT or int(memory.max()) >= _EXACT or int(task_counts.max()) > 1000):
         return None  # beyond float64's exact integers: the per-stub path keeps Python's integers
-    per_core = np.array([(node.mhz_per_core or 0.0) if node is not None else 0.0 for node in nodes], np.float64)
-    task_per_core = np.repeat(per_core, task_counts)
-    convert = (reserved == 0) & (shares > 0) & (task_per_core != 0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        converted = np.where(convert, np.rint(1000 * shares / np.where(convert, task_per_core, 1.0)), 0.0)
-    if not (np.abs(converted) < 2.0 ** 53).all():
-        return None
-    task_milli = np.where(reserved > 0, 1000 * reserved, converted.astype(np.int64))
-    millicores, mhz, memory_mb = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    has_task, task_at = _segments(task_counts)
-    gpu_count: list[int] = [0] * n
-    gpu_model: list[str | None] = [None] * n
-    if k:
-        millicores[has_task] = np.add.reduceat(task_milli, task_at)
-        mhz[has_task] = np.add.reduceat(shares, task_at)
-        memory_mb[has_task] = np.add.reduceat(memory, task_at)
-        devices = [t.Devices for t in tasks]
-        if any(devices):
-            with_devices = np.array([bool(d) for d in devices], bool)
-            for i in np.flatnonzero(has_task)[np.logical_or.reduceat(with_devices, task_at)].tolist():
-                gpu_count[i], gpu_model[i] = _gpu_usage(task_maps[i], nodes[i])
+    devices: list[tuple[int, list[list[Any]]]] = []
+    if k and any(t.Devices for t in tasks):
+        devices = [(i, lists) for i, tm in enumerate(task_maps) if (lists := [t.Devices for t in tm.values() if t.Devices])]
 
     start_at = start.tolist()
     for i in np.flatnonzero(~started).tolist():
@@ -245,10 +270,40 @@ def _page_columns(stubs: Sequence[AllocStub], nodes: Sequence[NodeInfo | None],
     namespaces = [s.Namespace for s in stubs]
     if None in namespaces or "" in namespaces:
         namespaces = [ns or "default" for ns in namespaces]
-    columns = [ids, namespaces, [s.JobID for s in stubs], [s.Name for s in stubs], list(owners),
-               [s.NodeID for s in stubs], [node.datacenter if node is not None else None for node in nodes],
-               millicores.tolist(), mhz.tolist(), memory_mb.tolist(),
-               [a.Shared.DiskMB if a is not None and a.Shared is not None else 0 for a in allocated],
-               gpu_count, gpu_model, [s.CreateTime // _NS for s in stubs], start_at, end_at, statuses,
-               [s.ModifyIndex for s in stubs]]
+    return PageParts(ids, namespaces, [s.JobID for s in stubs], [s.Name for s in stubs], [s.NodeID for s in stubs],
+                     statuses, [s.CreateTime // _NS for s in stubs], start_at, end_at,
+                     [a.Shared.DiskMB if a is not None and a.Shared is not None else 0 for a in allocated],
+                     [s.ModifyIndex for s in stubs], declined, task_counts, shares, reserved, memory, devices)
+
+
+def finish_columns(parts: PageParts, nodes: Sequence[NodeInfo | None],
+                   owners: Sequence[Any]) -> tuple[list[list[Any]], list[int]] | None:
+    """The store's columns and the positions declined (see :func:`page_columns`) of a page's parts."""
+    n = len(parts.ids)
+    declined = parts.declined
+    if set(map(type, owners)) != {str}:
+        declined = declined | np.array([type(o) is not str for o in owners], bool)
+    shares, reserved, task_counts = parts.shares, parts.reserved, parts.task_counts
+    per_core = np.array([(node.mhz_per_core or 0.0) if node is not None else 0.0 for node in nodes], np.float64)
+    task_per_core = np.repeat(per_core, task_counts)
+    convert = (reserved == 0) & (shares > 0) & (task_per_core != 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        converted = np.where(convert, np.rint(1000 * shares / np.where(convert, task_per_core, 1.0)), 0.0)
+    if not (np.abs(converted) < 2.0 ** 53).all():
+        return None
+    task_milli = np.where(reserved > 0, 1000 * reserved, converted.astype(np.int64))
+    millicores, mhz, memory_mb = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    has_task, task_at = _segments(task_counts)
+    if len(shares):
+        millicores[has_task] = np.add.reduceat(task_milli, task_at)
+        mhz[has_task] = np.add.reduceat(shares, task_at)
+        memory_mb[has_task] = np.add.reduceat(parts.memory, task_at)
+    gpu_count: list[int] = [0] * n
+    gpu_model: list[str | None] = [None] * n
+    for i, device_lists in parts.devices:
+        gpu_count[i], gpu_model[i] = _gpu_usage(device_lists, nodes[i])
+    columns = [parts.ids, parts.namespaces, parts.job_ids, parts.names, list(owners), parts.node_ids,
+               [node.datacenter if node is not None else None for node in nodes],
+               millicores.tolist(), mhz.tolist(), memory_mb.tolist(), parts.disk, gpu_count, gpu_model,
+               parts.create, parts.start, parts.end, parts.statuses, parts.modify_index]
     return columns, np.flatnonzero(declined).tolist()
