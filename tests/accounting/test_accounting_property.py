@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from apel_queue import queued_records
 from nomad_double import NomadDouble, fixture
 
-from ai4os_kit.accounting import apel, collector
+from ai4os_kit.accounting import apel, collector, page_decoder
 from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
@@ -101,6 +101,23 @@ def test_crashes_restarts_and_gc_lose_nothing_and_count_nothing_twice(shared_dou
     work = Path(tempfile.mkdtemp(prefix="acct-prop-"))
     try:
         with patch.object(collector, "COMMIT_ROWS", 2):  # commits part-way through a run, so crashes hit between
+            _history(shared_double, history, work)
+    finally:
+        shutil.rmtree(work)
+
+
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(history=ops)
+@example(history=[("create", 4, True, "imagine"), ("step", 60, 4095, 0, 0, 0), ("collect", 2),
+                  ("step", 7200, 0, 5, 1, 0), ("collect", 5), ("step", 60, 0, 0, 0, 4095), ("export", 1),
+                  ("collect", None), ("export", None)])  # crashes mid-run, then GC
+def test_the_same_with_the_decoding_process(shared_double: NomadDouble, history: list[tuple[Any, ...]]) -> None:
+    """The histories above with every page but each third decoded in the collector's second process (page_decoder)."""
+    work = Path(tempfile.mkdtemp(prefix="acct-prop-"))
+    try:
+        with patch.object(collector, "COMMIT_ROWS", 2), patch.object(page_decoder, "INLINE_PAGES", 0), \
+                patch.object(page_decoder, "_cpus", lambda: 2):
             _history(shared_double, history, work)
     finally:
         shutil.rmtree(work)

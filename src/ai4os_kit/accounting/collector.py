@@ -7,7 +7,10 @@ The per-allocation cursor is the stored ``ModifyIndex``: an allocation is
 parsed and written only when its index moved past the stored one. Owners
 come from the job listing (job meta, as PAPI writes it); an allocation whose
 job has no owner there, or is not listed, is read in full
-(``/v1/allocation/:id``: task group meta, device requests). Rows are upserted
+(``/v1/allocation/:id``: task group meta, device requests). Past the first
+pages of a long listing, a second process decodes most pages
+(``page_decoder``) while this one looks up owners and nodes and stores the
+pages before them. Rows are upserted
 in committed batches (``COMMIT_ROWS`` allocations, or what was read in
 ``COMMIT_SECONDS``). A crash loses at most the uncommitted batch, which the
 next run reads again (the stored index did not move). Large batches matter on
@@ -34,8 +37,9 @@ import msgspec
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_client import NomadSource
 from ai4os_kit.accounting.nomad_listing import MISSING, AllocStub, as_stub, usage_from_stub
-from ai4os_kit.accounting.nomad_page import page_columns
+from ai4os_kit.accounting.nomad_page import PageParts, finish_columns, page_columns
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, NodeInfo, parse_allocation, parse_node
+from ai4os_kit.accounting.page_decoder import ListingPage, PageDecoder
 from ai4os_kit.accounting.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ class RunResult:
     gone: int = 0
     nomad_index: int = 0
     problems: list[MalformedAllocation] = field(default_factory=list)
+    decoder_cpu: float = 0.0  # CPU seconds of the process that decoded pages (page_decoder; 0: none started)
+    decoder_peak_mb: float = 0.0  # its peak resident memory
 
 
 class _StoreThread:
@@ -111,6 +117,24 @@ class _Run:
 
     def node(self, node_id: str) -> NodeInfo | None:
         return self.nodes[node_id] if node_id in self.nodes else _node(self.source, self.store, self.nodes, node_id)
+
+    def parts(self, parts: PageParts, page: ListingPage, keep: list[int] | None,
+              result: RunResult) -> tuple[list[list[Any]] | None, list[str]]:
+        """:meth:`page` of a page whose parts the decoding process computed (``keep``: the changed positions).
+
+        Owners and nodes are looked up here; a page with an allocation that
+        must go stub by stub is decoded here and goes through :meth:`page`.
+        """
+        if not parts.ids:
+            return None, []
+        owners = self.owners.lookup(list(zip(parts.namespaces, parts.job_ids)))
+        known = self.nodes
+        nodes = [known[n] if n in known else self.node(n) for n in parts.node_ids]
+        done = finish_columns(parts, nodes, owners)
+        if done is not None and not done[1]:
+            return done[0], []
+        stubs = page.stubs()
+        return self.page(stubs if keep is None else [stubs[i] for i in keep], result)
 
     def page(self, stubs: list[Any], result: RunResult) -> tuple[list[list[Any]] | None, list[str]]:
         """The changed allocations of a page as store columns (None: none to write), and those that vanished.
@@ -186,10 +210,20 @@ def _field(stub: Any, name: str) -> Any:
 
 
 def collect(source: NomadSource, store: Store, owner_key: str = "owner",
-            clock: Callable[[], float] = time.time) -> RunResult:
-    """Bring the store up to date with Nomad; returns counts and per-allocation problems."""
+            clock: Callable[[], float] = time.time, inline_pages: int | None = None) -> RunResult:
+    """Bring the store up to date with Nomad; returns counts and per-allocation problems.
+
+    Pages past the first ``inline_pages`` (default ``page_decoder.INLINE_PAGES``) are decoded in a second process.
+    """
     result = RunResult()
-    pages = source.allocation_pages()
+    with PageDecoder(source.allocation_bodies(), source.decode_allocation_page, inline_pages) as decoder:
+        _collect(source, store, owner_key, clock, iter(decoder), result)
+    result.decoder_cpu, result.decoder_peak_mb = decoder.cpu, decoder.peak_mb
+    return result
+
+
+def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[[], float],
+             pages: Iterator[ListingPage], result: RunResult) -> None:
     first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
     compare = store.count() > 0  # an empty store (a first run) has no index to compare with
     store.begin_bulk()
@@ -207,10 +241,9 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
             if collecting:
                 gc.enable()
             store.end_bulk()
-    return result
 
 
-def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[tuple[list[Any], int]], compare: bool,
+def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[ListingPage], compare: bool,
                   result: RunResult, clock: Callable[[], float]) -> None:
     """Read the listing page by page: touch open allocations seen, parse the changed ones, commit in batches."""
     store = db.store
@@ -221,7 +254,8 @@ def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[tuple[list[Any], 
     vanished: list[str] = []
     now = 0
     committed = time.monotonic()
-    for stubs, index in pages:
+    for page in pages:
+        index = page.index
         if not now:  # the first page: Nomad's index and the time of this run
             now = int(clock())
             result.nomad_index = index
@@ -230,21 +264,35 @@ def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[tuple[list[Any], 
                 LOG.warning("Nomad's index went back from %d to %d (cluster restored?); reading every allocation",
                             previous, index)
                 compare = False
-        result.listed += len(stubs)
-        typed = all(type(s) is AllocStub for s in stubs)
-        ids = [s.ID for s in stubs] if typed else [_field(s, "ID") for s in stubs]
+        parts = page.parts
+        if parts is not None:
+            ids: list[Any] = parts.ids
+            stubs: list[Any] = []
+        else:
+            stubs = page.stubs()
+            typed = all(type(s) is AllocStub for s in stubs)
+            ids = [s.ID for s in stubs] if typed else [_field(s, "ID") for s in stubs]
+        result.listed += len(ids)
         page_open = [a for a in ids if a in open_before] if open_before else []
         if page_open:
             seen_open.update(page_open)
             db.call(store.touch, page_open, now)
+        keep: list[int] | None = None
         if compare:
             known = db.call(store.modify_indexes_of, [a for a in ids if isinstance(a, str)])
-            changed = [s for s, a in zip(stubs, ids)
-                       if not isinstance(modify := _field(s, "ModifyIndex"), int) or modify > known.get(a, -1)]
+            modifies = parts.modify_index if parts is not None else [_field(s, "ModifyIndex") for s in stubs]
+            keep = [i for i, (a, modify) in enumerate(zip(ids, modifies))
+                    if not isinstance(modify, int) or modify > known.get(a, -1)]
+        if parts is not None:
+            changed = len(ids) if keep is None else len(keep)
+            if keep is not None and len(keep) < len(ids):
+                parts = parts.take(keep)
+            columns, gone_early = run.parts(parts, page, keep, result)
         else:
-            changed = stubs
-        result.fetched += len(changed)
-        columns, gone_early = run.page(changed, result)
+            chosen = stubs if keep is None else [stubs[i] for i in keep]
+            changed = len(chosen)
+            columns, gone_early = run.page(chosen, result)
+        result.fetched += changed
         vanished += gone_early
         if columns is not None:
             batch.append(columns)

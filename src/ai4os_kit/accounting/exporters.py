@@ -22,7 +22,6 @@ and a second process that dies without one (killed) is named as such.
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ai4os_kit.accounting import apel
+from ai4os_kit.accounting.procstat import cpu_seconds, peak_mb
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
 from ai4os_kit.accounting.summary import Summaries, write_summaries
@@ -80,8 +80,7 @@ def _second(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: int
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 -- anything else comes back as its message, not as an unpicklable object
         error = f"{type(exc).__name__}: {exc}"
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return error, result, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return error, result, cpu_seconds(), peak_mb()
 
 
 def export_all(store_path: Path, queue_dir: Path, ctx: apel.ExportContext, now: int, summaries_dir: Path,

@@ -85,14 +85,22 @@ class NomadSource:
         return KitError(f"Nomad at {self.settings.address}: {path} returned {problem}; check nomad.address "
                         "in the accounting config points at Nomad's HTTP API")
 
+    def allocation_bodies(self) -> Iterator[tuple[bytes, int]]:
+        """The raw pages of the allocation listing (every namespace, resources and task states) with Nomad's index."""
+        return self._pages(self.api.allocations, "allocations",
+                           {"namespace": "*", "resources": "true", "task_states": "true"})
+
+    def decode_allocation_page(self, body: bytes) -> list[Any]:
+        """The stubs of one page of :meth:`allocation_bodies` (see nomad_listing); a page that is not a list is named."""
+        try:
+            return decode_allocations(body)
+        except PageError as exc:
+            raise self._bad_page("/v1/allocations", str(exc)) from None
+
     def allocation_pages(self) -> Iterator[tuple[list[Any], int]]:
         """Pages of allocation stubs of every namespace with their resources and task states (see nomad_listing)."""
-        for body, index in self._pages(self.api.allocations, "allocations",
-                                       {"namespace": "*", "resources": "true", "task_states": "true"}):
-            try:
-                yield decode_allocations(body), index
-            except PageError as exc:
-                raise self._bad_page("/v1/allocations", str(exc)) from None
+        for body, index in self.allocation_bodies():
+            yield self.decode_allocation_page(body), index
 
     def job_owners(self, owner_key: str) -> OwnerIndex:
         """The owner (job meta ``owner_key``) of every job of every namespace."""

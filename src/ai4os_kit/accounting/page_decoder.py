@@ -1,0 +1,252 @@
+"""The allocation listing's pages, decoded in a second process once the listing is long.
+
+Decoding a page of Nomad's JSON and computing what its columns are made of
+(:func:`~ai4os_kit.accounting.nomad_page.page_parts`) is most of a
+collector run's own work; storing the rows and looking up owners and nodes
+is the rest. On a listing longer than ``INLINE_PAGES`` pages (and a machine
+with more than one CPU), a spawned process decodes the pages ahead while
+this one stores the pages before them, and decodes one page in ``EVERY``
+itself, so that the two finish their shares at about the same time. Ten
+million allocations on two cores: collect 150-172 s -> 105 s
+(docs/accounting.md). A short listing is decoded here: starting the process
+would cost more than it saves.
+
+The second process gets a page's bytes and returns its
+:class:`~ai4os_kit.accounting.nomad_page.PageParts`, or None for a page it
+does not compute (a value of an unexpected type, a number beyond int64, a
+task time not in Nomad's form): that page is decoded here, where its problem
+is named, as are the stubs of a page whose parts hold an allocation that
+must go stub by stub. Nothing but page bytes, parts and its own CPU time and
+memory cross between the processes (two pipes, raised to 1 MiB so that
+neither side waits while the other writes a page); the second process opens
+nothing. It is spawned, not forked (this process's threads and SQLite
+connections are not carried into it), ignores Ctrl-C (the collector handles
+it and closes the pipe) and ends when the pipe closes, also when the
+collector is killed.
+
+Measured on the shared 2-core test machine, and the reason for the choices
+here: with a ``ProcessPoolExecutor`` the run was slower than in one process
+(1M allocations: collect 13.8 s -> 16.6 s): its worker spent twice the
+decoding's own CPU per page, as its queue copies each page into fresh
+buffers, and every fresh 1 MiB buffer is page faults (272,000 for 400
+pages; a shorter switch interval for the executor's threads changed
+nothing). Here the worker reads each page into one reused buffer and glibc
+is told to keep page-sized blocks in its heap (7,000 faults).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import gc
+import itertools
+import multiprocessing
+import pickle
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Iterable, Iterator
+
+import msgspec
+
+from ai4os_kit.accounting.nomad_listing import _ALLOC_PAGE
+from ai4os_kit.accounting.nomad_page import PageParts, page_parts
+from ai4os_kit.accounting.procstat import cpu_seconds, peak_mb
+from ai4os_kit.errors import KitError
+
+INLINE_PAGES = 8  # pages decoded here before the second process starts (4,000 allocations of 500-stub pages)
+DEPTH = 2  # pages handed to the second process ahead of the one this process waits for (see _Worker)
+EVERY = 3  # past the first pages, every EVERY-th page is decoded here too (see PageDecoder)
+PIPE_BYTES = 1 << 20  # Linux lets anyone raise a pipe's buffer to 1 MiB: a page of 500 stubs without events fits
+_F_SETPIPE_SZ = 1031
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def parts_of_page(body: bytes | memoryview) -> PageParts | None:
+    """The parts of one page, or None where the collector must decode the page itself."""
+    try:
+        stubs = _ALLOC_PAGE.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    return page_parts(stubs)
+
+
+def _serve(pages: Connection, results: Connection) -> None:
+    """The second process: page bytes in, pickled parts out, until the pipe closes; an empty message: its usage."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle: it closes the pipe
+    gc.disable()  # what it makes is acyclic: reference counts free it
+    try:  # glibc: keep the page-sized buffers of each page in the heap, not in mappings made and unmade per page
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+    except (OSError, AttributeError):
+        pass
+    buffer = bytearray(2 << 20)
+    while True:
+        try:
+            size = pages.recv_bytes_into(buffer)
+            body: bytes | memoryview = memoryview(buffer)[:size]
+        except multiprocessing.BufferTooShort as longer:
+            body = longer.args[0]
+            buffer = bytearray(len(body) * 2)
+        except EOFError:
+            return
+        if not len(body):
+            results.send_bytes(pickle.dumps((cpu_seconds(), peak_mb())))
+            continue
+        results.send_bytes(pickle.dumps(parts_of_page(body), protocol=pickle.HIGHEST_PROTOCOL))
+        del body
+
+
+class _Worker:
+    """The second process and its two pipes (raised to 1 MiB each, so neither side waits on a page being written)."""
+
+    def __init__(self) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        pages_in, self.pages = spawn.Pipe(duplex=False)
+        self.results, results_out = spawn.Pipe(duplex=False)
+        for end in (self.pages, results_out):
+            try:
+                fcntl.fcntl(end.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # a lower limit (/proc/sys/fs/pipe-max-size): pages then wait for the reader
+                pass
+        self.process = spawn.Process(target=_serve, args=(pages_in, results_out), daemon=True,
+                                     name="accounting-decoder")
+        self.process.start()
+        pages_in.close()
+        results_out.close()
+        self._buffer = bytearray(1 << 20)
+
+    def send(self, body: bytes) -> None:
+        try:
+            self.pages.send_bytes(body)
+        except OSError:  # the process is gone
+            raise _broken() from None
+
+    def receive(self) -> Any:
+        try:
+            size = self.results.recv_bytes_into(self._buffer)
+            return pickle.loads(memoryview(self._buffer)[:size])
+        except multiprocessing.BufferTooShort as longer:
+            self._buffer = bytearray(len(longer.args[0]) * 2)
+            return pickle.loads(longer.args[0])
+        except (EOFError, OSError):
+            raise _broken() from None
+
+    def usage(self) -> tuple[float, float]:
+        self.send(b"")
+        return self.receive()  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self.pages.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.results.close()
+
+
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _broken() -> KitError:
+    return KitError("the process decoding Nomad's allocation listing ended without a result (killed, or out "
+                    "of memory? see the journal of the accounting service); nothing past the last commit was "
+                    "lost: run the collector again")
+
+
+@dataclass
+class ListingPage:
+    """One page of the listing: its parts (computed in the second process), or its stubs (decoded here)."""
+
+    index: int
+    parts: PageParts | None = None
+    body: bytes | None = None
+    _stubs: list[Any] | None = None
+    _decode: Callable[[bytes], list[Any]] | None = None
+
+    def stubs(self) -> list[Any]:
+        """The page's stubs, decoded here (once) if the second process computed its parts."""
+        if self._stubs is None:
+            assert self.body is not None and self._decode is not None
+            self._stubs = self._decode(self.body)
+        return self._stubs
+
+
+class PageDecoder:
+    """The listing's pages in order: decoded here, or past the first ``inline_pages`` mostly in a second process.
+
+    ``decode`` turns a page's bytes into stubs here (and names a page that is
+    not a listing). Once the second process runs, this process decodes one
+    page in ``every`` itself, so that neither waits for the other (its own
+    share of a run, storing and looking up owners, is smaller than the second
+    process's). Use as a context manager: leaving it stops the second
+    process; :attr:`cpu` and :attr:`peak_mb` then hold its CPU seconds and
+    peak resident memory (0 if it never started).
+    """
+
+    def __init__(self, bodies: Iterable[tuple[bytes, int]], decode: Callable[[bytes], list[Any]],
+                 inline_pages: int | None = None, depth: int | None = None, every: int | None = None) -> None:
+        self._bodies = bodies
+        self._decode = decode
+        if inline_pages is None:  # on one CPU the second process would only take turns with this one
+            inline_pages = INLINE_PAGES if _cpus() > 1 else sys.maxsize
+        self.inline_pages = inline_pages
+        self.depth = max(1, DEPTH if depth is None else depth)
+        self.every = EVERY if every is None else every
+        self._worker: _Worker | None = None
+        self.cpu = 0.0
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> "PageDecoder":
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.close(measure=kind is None)
+
+    def __iter__(self) -> Iterator[ListingPage]:
+        bodies = iter(self._bodies)
+        for body, index in itertools.islice(bodies, self.inline_pages):
+            yield ListingPage(index, _stubs=self._decode(body))
+        # in listing order: (body, index, True if the second process has it)
+        window: deque[tuple[bytes, int, bool]] = deque()
+        for count, (body, index) in enumerate(bodies, 1):
+            there = not self.every or count % self.every != 0
+            if there:
+                if self._worker is None:
+                    self._worker = _Worker()
+                self._worker.send(body)
+            window.append((body, index, there))
+            sent = sum(1 for _, _, in_there in window if in_there)
+            while window and (sent > self.depth or not window[0][2]):
+                sent -= window[0][2]
+                yield self._done(*window.popleft())
+        while window:
+            yield self._done(*window.popleft())
+
+    def _done(self, body: bytes, index: int, there: bool) -> ListingPage:
+        parts = self._worker.receive() if there and self._worker is not None else None
+        if parts is None:  # decoded here: plain JSON values, or the page's problem named
+            return ListingPage(index, _stubs=self._decode(body))
+        return ListingPage(index, parts=parts, body=body, _decode=self._decode)
+
+    def close(self, measure: bool = True) -> None:
+        """Stop the second process (after measuring it, unless the run failed)."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        try:
+            if measure:
+                self.cpu, self.peak_mb = worker.usage()
+        except KitError:
+            pass
+        finally:
+            worker.stop()

@@ -1,0 +1,154 @@
+"""The collector with its decoding process (page_decoder) against the collector in one process.
+
+Nomad is the recorded-response TEST DOUBLE (nomad_double.py, three allocations a page). ``inline_pages=0``
+hands every page but each third (``page_decoder.EVERY``) to the spawned decoding process, a large
+``inline_pages`` none: both runs must leave the same store, results and errors.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from nomad_double import NomadDouble, fixture
+
+from ai4os_kit.accounting import page_decoder
+from ai4os_kit.accounting.collector import RunResult, collect
+from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
+from ai4os_kit.accounting.procstat import peak_mb
+from ai4os_kit.accounting.store import Store
+from ai4os_kit.errors import KitError
+
+NOW = 1775000000
+IN_ONE_PROCESS = 10**6
+
+
+def _source(double: NomadDouble) -> NomadSource:
+    return NomadSource(NomadSettings(address=double.address, timeout=5))
+
+
+def _cluster(double: NomadDouble) -> list[str]:
+    """Allocations of every kind the collector treats apart, on six pages of three (in id order).
+
+    With ``inline_pages=0`` pages 2 and 5 are decoded in the collector, the others in the process.
+    """
+    double.add_node(fixture("node-gpu.json"))
+    double.add_node(fixture("node-cpu.json"))
+    gpu, cpu = fixture("allocation-gpu-running.json"), fixture("allocation-cpu-complete.json")
+    ids = []
+    for i in range(16):
+        alloc = double.create(gpu if i % 4 == 0 else cpu, 1772233200 + 60 * i, namespace="imagine" if i % 3 else None,
+                              alloc_id=f"{i:08x}-0a1b-4c2d-8e3f-0123456789ab")
+        if i % 2:
+            double.start(alloc, 1772233300 + 60 * i)
+        if i % 5 == 1:
+            double.finish(alloc, 1772240000 + 60 * i, failed=i == 11)
+        ids.append(alloc)
+    for odd in (2, 7):  # a task time with an offset, on a page of each process: the reference parser decides
+        next(iter(double.allocs[ids[odd]]["TaskStates"].values()))["StartedAt"] = "2026-02-27T23:00:05+01:00"
+    doc = double.allocs[ids[4]]  # a job without an owner in the job listing: read in full (owner from the group)
+    doc["JobID"] = "no-owner-job"
+    doc["Job"] = dict(doc["Job"], ID="no-owner-job", Meta={},
+                      TaskGroups=[dict(group, Meta={"owner": "group-owner@egi.eu"}) for group in doc["Job"]["TaskGroups"]])
+    doc = double.allocs[ids[9]]  # a value of an unexpected type: its page is read as plain JSON, the allocation named
+    next(iter(doc["AllocatedResources"]["Tasks"].values()))["Cpu"]["CpuShares"] = "100"
+    return ids
+
+
+def _rows(store: Store) -> list[tuple[Any, ...]]:
+    return list(store.db.execute("SELECT * FROM allocations ORDER BY alloc_id"))
+
+
+def _summary(result: RunResult) -> tuple[Any, ...]:
+    return result.listed, result.fetched, result.written, result.gone, [str(p) for p in result.problems]
+
+
+def test_the_decoding_process_stores_what_one_process_stores(nomad_double: NomadDouble, tmp_path: Path) -> None:
+    ids = _cluster(nomad_double)
+    with Store(tmp_path / "two.sqlite") as two, Store(tmp_path / "one.sqlite") as one:
+        runs = []
+        for step in range(3):
+            if step == 1:  # changes: the second runs compare indexes and take the changed allocations of a page
+                nomad_double.start(ids[0], NOW - 500)
+                nomad_double.finish(ids[3], NOW - 400)
+                nomad_double.garbage_collect(ids[13])
+                nomad_double.create(fixture("allocation-cpu-complete.json"), NOW - 300)
+            with_process = collect(_source(nomad_double), two, clock=lambda: NOW, inline_pages=0)
+            without = collect(_source(nomad_double), one, clock=lambda: NOW, inline_pages=IN_ONE_PROCESS)
+            assert _summary(with_process) == _summary(without)
+            assert _rows(two) == _rows(one)
+            runs.append((with_process, without))
+    first, second, third = (with_process for with_process, _ in runs)
+    assert first.listed == 16 and first.written == 15
+    assert len(first.problems) == 1 and "Cpu.CpuShares: expected a non-negative integer" in str(first.problems[0])
+    assert second.fetched == 4 and third.fetched == 1  # two changed, one new and the malformed one; then that one
+    assert all(w.decoder_cpu > 0 and 0 < w.decoder_peak_mb < 400 for w in (first, second, third))
+    assert all(o.decoder_cpu == 0 for _, o in runs)  # one process: none started
+    with Store(tmp_path / "two.sqlite") as store:
+        odd = store.get(ids[4])
+        assert odd is not None and odd.owner == "group-owner@egi.eu"  # read in full, in the run with the process
+
+
+def test_a_page_that_is_not_a_listing_is_named_as_without_the_process(nomad_double: NomadDouble, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    _cluster(nomad_double)
+    real = NomadDouble._list
+
+    def listing(self: NomadDouble, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        status, page, headers = real(self, query)
+        return (status, {"Error": "not a page"}, headers) if query.get("next_token") else (status, page, headers)
+
+    monkeypatch.setattr(NomadDouble, "_list", listing)
+    errors = []
+    for inline in (0, IN_ONE_PROCESS):
+        with Store(tmp_path / f"{inline}.sqlite") as store, pytest.raises(KitError) as caught:
+            collect(_source(nomad_double), store, inline_pages=inline)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1] and "/v1/allocations returned a dict, expected a list" in errors[0]
+    assert not [p for p in multiprocessing.active_children() if p.name == "accounting-decoder"]
+
+
+class KillingSource(NomadSource):
+    """The real NomadSource; the decoding process is killed after the fourth page (fault injection)."""
+
+    def allocation_bodies(self) -> Iterator[tuple[bytes, int]]:
+        for number, page in enumerate(super().allocation_bodies()):
+            if number == 4:
+                for child in multiprocessing.active_children():
+                    if child.name == "accounting-decoder":
+                        child.kill()
+                        child.join()
+            yield page
+
+
+def test_a_killed_decoding_process_is_named_and_the_next_run_completes(nomad_double: NomadDouble,
+                                                                       tmp_path: Path) -> None:
+    ids = _cluster(nomad_double)
+    with Store(tmp_path / "acct.sqlite") as store:
+        with pytest.raises(KitError, match="the process decoding Nomad's allocation listing ended without a result"):
+            collect(KillingSource(NomadSettings(address=nomad_double.address, timeout=5)), store, inline_pages=0)
+        again = collect(_source(nomad_double), store, inline_pages=0)
+        assert again.listed == len(ids) and len(again.problems) == 1 and store.count() == len(ids) - 1
+
+
+def _own_peak(_: int) -> tuple[float, float]:
+    return peak_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_spawned_process_reports_its_own_peak_memory_not_its_parents() -> None:
+    held = b"x" * (300 << 20)  # resident in this process when the child is spawned
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        own, maxrss = pool.map(_own_peak, [0])[0]
+    del held
+    assert maxrss >= 300  # what ru_maxrss says in the child: this process's size at the fork before the exec
+    assert own < 150  # what the child itself used
+
+
+def test_one_cpu_decodes_every_page_in_the_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(page_decoder, "_cpus", lambda: 1)
+    assert page_decoder.PageDecoder([], lambda body: []).inline_pages > 10**9
+    monkeypatch.setattr(page_decoder, "_cpus", lambda: 2)
+    assert page_decoder.PageDecoder([], lambda body: []).inline_pages == page_decoder.INLINE_PAGES
