@@ -342,7 +342,8 @@ def main() -> int:
         for name, seconds in exports.seconds.items():
             print(f"  {name:<38} wall {seconds:7.1f} s")
         print(f"{'APEL cloud | APEL GPU + PAPI summaries':<40} wall {times['exporters']:7.1f} s  cpu "
-              f"{cpu['exporters']:7.1f} s  ({exports.cloud.records:,} cloud and {exports.gpu.records:,} GPU records, "
+              f"{cpu['exporters']:7.1f} s  ({exports.cloud.records:,} cloud records, {exports.cloud_tail:,} of them "
+              f"queued by the second process, {exports.gpu.records:,} GPU records, "
               f"{len(exports.summaries)} summary files)")
         print(f"{'  memory: this process after collect':<40} {after_collect:7.0f} MB, peak while exporting "
               f"{peak_now_mb():.0f} MB + second process {exports.second_peak_mb:.0f} MB = {both:.0f} MB")

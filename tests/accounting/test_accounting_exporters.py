@@ -8,14 +8,17 @@ store and writing into the same dirq queue.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import shutil
 import signal
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from apel_queue import queued_records
 from test_accounting_apel import read_queue
 
 from ai4os_kit.accounting import apel, exporters
@@ -57,6 +60,17 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def changes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same allocations written in 26 runs of the collector: 26 change numbers."""
+    path = tmp_path_factory.mktemp("exporters-changes") / "acct.sqlite"
+    history = _history(2600)
+    with Store(path) as store:
+        for lo in range(0, len(history), 100):
+            store.upsert(history[lo:lo + 100], NOW - 3600)
+    return path
+
+
 def _copy(store_file: Path, to: Path) -> Path:
     to.mkdir()
     for part in store_file.parent.glob(store_file.name + "*"):  # the database and its WAL, if any
@@ -87,7 +101,7 @@ def test_side_by_side_exports_equal_the_exports_one_after_the_other(store_file: 
         assert (tmp_path / "both-summaries" / path.name).read_bytes() == path.read_bytes(), path.name
     with Store(both) as store:  # each exporter's cursor moved as far as one after the other
         assert (store.meta("cursor_apel_cloud"), store.meta("cursor_apel_gpu")) == cursors
-    assert set(done.seconds) == {"cloud", "gpu", "summaries"}
+    assert set(done.seconds) == {"cloud", "gpu", "summaries", "cloud tail"}
     assert done.second_cpu > 0 and done.second_peak_mb > 0  # measured in the second process
 
 
@@ -99,7 +113,7 @@ def test_a_failure_in_the_second_process_is_named_and_the_cloud_records_still_go
     with pytest.raises(KitError) as err:
         export_all(path, tmp_path / "queue", CTX, NOW, blocked, NAMESPACES)
     message = str(err.value)
-    assert message.startswith("accounting export (APEL GPU records, PAPI summaries) failed: cannot write the usage "
+    assert message.startswith("accounting export (APEL GPU records, PAPI summaries, the later cloud records) failed: cannot write the usage "
                               f"summaries to {blocked}")
     assert "Traceback" not in message
     with Store(path) as store:
@@ -132,8 +146,75 @@ def test_a_second_process_killed_without_a_result_is_named(store_file: Path, tmp
     path = _copy(store_file, tmp_path / "store")
     with pytest.raises(KitError) as err:
         export_all(path, tmp_path / "queue", CTX, NOW, tmp_path / "summaries", NAMESPACES)
-    assert str(err.value) == ("accounting export (APEL GPU records, PAPI summaries) failed: the second process ended "
+    assert str(err.value) == ("accounting export (APEL GPU records, PAPI summaries, the later cloud records) failed: the second process ended "
                               "without a result (killed, or out of memory? see the journal of the accounting service)")
     with Store(path) as store:
         assert store.meta("cursor_apel_cloud") > 0  # this side finished its export
         assert store.meta("cursor_apel_gpu") == 0  # the other side never ran
+
+
+class PausingQueue(OutgoingQueue):
+    """The real queue; the cloud export's thread waits after its first message until the test lets it go (a test
+    double for a busy cloud export, so that the second process's part is taken at a known point)."""
+
+    paused = threading.Event()
+    go_on = threading.Event()
+
+    def add(self, message: bytes, durable: bool = True) -> str:
+        name = super().add(message, durable)
+        if threading.current_thread().name == "cloud-here" and not self.paused.is_set():
+            self.paused.set()
+            assert self.go_on.wait(30)
+        return name
+
+
+def test_the_second_process_takes_over_the_later_changes_and_nothing_is_lost_or_sent_twice(
+        changes_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = _copy(changes_file, tmp_path / "one")
+    with Store(one) as store:
+        alone = apel.export_cloud(store, OutgoingQueue(tmp_path / "one-queue"), CTX, NOW, size=50)
+        cursor = store.meta("cursor_apel_cloud")
+
+    split = _copy(changes_file, tmp_path / "split")
+    monkeypatch.setattr(exporters, "OutgoingQueue", PausingQueue)
+    handover = exporters.Handover(multiprocessing.get_context("spawn"))
+    here: list[apel.ExportResult] = []
+    thread = threading.Thread(name="cloud-here", target=lambda: here.append(
+        exporters._cloud(split, tmp_path / "split-queue", CTX, NOW, handover)))
+    thread.start()
+    assert PausingQueue.paused.wait(30)  # the cloud export here has queued its first message
+    tail = exporters.cloud_tail(split, tmp_path / "split-queue", CTX, NOW, handover)
+    PausingQueue.go_on.set()
+    thread.join(30)
+    assert tail is not None and here
+    with Store(split) as store:
+        assert store.meta("cursor_apel_cloud") < tail.last_change  # not past the other part before it is joined
+    joined = exporters.join_cloud(split, here[0], tail)
+
+    assert here[0].records > 0 and tail.records > 0 and tail.last_change == alone.last_change == cursor
+    assert (joined.records, joined.skipped) == (alone.records, alone.skipped)
+    records = sorted(r["VMUUID"] for r in queued_records(tmp_path / "split-queue")[0])
+    assert records == sorted(r["VMUUID"] for r in queued_records(tmp_path / "one-queue")[0])  # each once
+    assert queued_records(tmp_path / "split-queue")[0] != [] and len(set(records)) == len(records)
+    with Store(split) as store:
+        assert store.meta("cursor_apel_cloud") == cursor
+    # the second process found nothing left once the export here is done
+    assert exporters.cloud_tail(split, tmp_path / "split-queue", CTX, NOW, handover) is None
+
+
+def test_side_by_side_exports_of_many_changes_equal_the_exports_one_after_the_other(changes_file: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Whether or not the second process finds changes left to take over (timing), the same records are queued."""
+    one = _copy(changes_file, tmp_path / "one")
+    with Store(one) as store:
+        cloud = apel.export_cloud(store, OutgoingQueue(tmp_path / "one-queue"), CTX, NOW)
+        apel.export_accelerator(store, OutgoingQueue(tmp_path / "one-queue"), CTX, NOW)
+        cursors = store.meta("cursor_apel_cloud"), store.meta("cursor_apel_gpu")
+    both = _copy(changes_file, tmp_path / "both")
+    done = export_all(both, tmp_path / "both-queue", CTX, NOW, tmp_path / "both-summaries", NAMESPACES)
+    assert (done.cloud.records, done.cloud.skipped) == (cloud.records, cloud.skipped)
+    ours, theirs = queued_records(tmp_path / "both-queue"), queued_records(tmp_path / "one-queue")
+    assert sorted(r["VMUUID"] for r in ours[0]) == sorted(r["VMUUID"] for r in theirs[0])
+    assert len(ours[1]) == len(theirs[1])
+    with Store(both) as store:
+        assert (store.meta("cursor_apel_cloud"), store.meta("cursor_apel_gpu")) == cursors

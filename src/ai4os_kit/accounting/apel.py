@@ -427,11 +427,13 @@ class ExportResult:
     messages: int = 0
     skipped: int = 0
     names: list[str] = field(default_factory=list)
+    last_change: int = 0  # the highest change number read
 
 
-def _export(store: Store, queue: OutgoingQueue, cursor_key: str, rows: Callable[[int], Iterable[tuple[Any, ...]]],
-            build: Callable[[tuple[Any, ...]], list[str]], message: Callable[[list[str]], bytes],
-            size: int, max_bytes: int, sync_every: int) -> ExportResult:
+def _export(store: Store, queue: OutgoingQueue, cursor_key: str | None,
+            rows: Callable[[int], Iterable[tuple[Any, ...]]], build: Callable[[tuple[Any, ...]], list[str]],
+            message: Callable[[list[str]], bytes], size: int, max_bytes: int, sync_every: int,
+            start: int = 0) -> ExportResult:
     """Records of allocations changed since the cursor (and running ones), in change order.
 
     ``rows(cursor)`` yields ``(change_seq, ...)`` rows; ``build`` turns one
@@ -442,9 +444,10 @@ def _export(store: Store, queue: OutgoingQueue, cursor_key: str, rows: Callable[
     that change may still be unqueued); at the end it moves past everything
     read. A crash re-queues at most the records after the last flush (APEL
     keeps the latest record of a VMUUID, so a repeat replaces and never adds).
+    Without ``cursor_key`` it reads after the change number ``start`` and moves no cursor.
     """
     result = ExportResult()
-    cursor = highest = last = store.meta(cursor_key)
+    cursor = highest = last = store.meta(cursor_key) if cursor_key else start
     pending: list[str] = []
     pending_bytes = 0
     unsynced = 0
@@ -459,7 +462,8 @@ def _export(store: Store, queue: OutgoingQueue, cursor_key: str, rows: Callable[
             if unsynced >= sync_every:
                 queue.sync()
                 unsynced = 0
-                store.set_meta(cursor_key, max(cursor, last - 1))
+                if cursor_key:
+                    store.set_meta(cursor_key, max(cursor, last - 1))
             pending.clear()
             pending_bytes = 0
 
@@ -476,8 +480,25 @@ def _export(store: Store, queue: OutgoingQueue, cursor_key: str, rows: Callable[
     flush()
     if unsynced:
         queue.sync()
-    store.set_meta(cursor_key, highest)
+    if cursor_key:
+        store.set_meta(cursor_key, highest)
+    result.last_change = highest
     return result
+
+
+def _until(rows: Iterable[tuple[Any, ...]], cursor: int, stop: Callable[[int], bool]) -> Iterator[tuple[Any, ...]]:
+    """``rows`` of :meth:`Store.export_select` up to the first changed row whose change number ``stop`` refuses.
+
+    ``stop`` is asked once per change number above ``cursor`` (the changed rows come in change order).
+    """
+    current = cursor
+    for row in rows:
+        seq = row[0]
+        if seq > current:
+            if stop(seq):
+                return
+            current = seq
+        yield row
 
 
 def _filters(ctx: ExportContext) -> dict[str, Any]:
@@ -487,16 +508,23 @@ def _filters(ctx: ExportContext) -> dict[str, Any]:
 
 def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: int,
                  size: int = MAX_RECORDS_PER_MESSAGE, sync_every: int = SYNC_EVERY,
-                 max_bytes: int = MAX_MESSAGE_BYTES) -> ExportResult:
+                 max_bytes: int = MAX_MESSAGE_BYTES, stop: Callable[[int], bool] | None = None,
+                 after: int | None = None) -> ExportResult:
     """Queue APEL cloud records for allocations changed since the last export and for running ones.
 
     The record text is built by SQLite (:func:`cloud_sql`); a row whose text
     fields need cleaning is rendered by :func:`cloud_renderer`. The first
     record of each layout is compared with caso's model.
+
+    Split between two processes (``exporters``): ``stop(change)`` is asked
+    before each change number and ends the export before the first it
+    refuses (the cursor moves to the last change read); ``after`` exports
+    only the allocations changed after that change number (a tail another
+    process left), moves no cursor and counts nothing as skipped.
     """
     render = cloud_renderer(ctx, now)
     checked: set[tuple[bool, bool]] = set()
-    due = store.count_for_export(store.meta("cursor_apel_cloud"))
+    due = store.count_for_export(store.meta("cursor_apel_cloud")) if after is None else 0
     select, params = cloud_sql(ctx, now)
 
     text_ok = cloud_text_checker()
@@ -521,10 +549,14 @@ def export_cloud(store: Store, queue: OutgoingQueue, ctx: ExportContext, now: in
             _check_against_caso(text, reference, f"APEL cloud record of allocation {alloc_id}")
         return [text]
 
-    result = _export(store, queue, "cursor_apel_cloud",
-                     lambda cursor: store.export_select(cursor, select, params, **_filters(ctx)),
-                     build, cloud_message, size, max_bytes, sync_every)
-    result.skipped = due - result.records  # not accounted to EGI: no APEL site or no VO
+    def rows(cursor: int) -> Iterable[tuple[Any, ...]]:
+        selected = store.export_select(cursor, select, params, running=after is None, **_filters(ctx))
+        return selected if stop is None else _until(selected, cursor, stop)
+
+    result = _export(store, queue, "cursor_apel_cloud" if after is None else None, rows, build, cloud_message, size,
+                     max_bytes, sync_every, start=after or 0)
+    if after is None:
+        result.skipped = due - result.records  # not accounted to EGI: no APEL site or no VO
     return result
 
 

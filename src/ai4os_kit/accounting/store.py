@@ -339,6 +339,10 @@ class Store:
                               (alloc_id,)).fetchone()
         return _usage(row) if row else None
 
+    def last_change(self) -> int:
+        """The highest change number of any allocation (0: none)."""
+        return int(self._read_db().execute("SELECT COALESCE(MAX(change_seq), 0) FROM allocations").fetchone()[0])
+
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM allocations").fetchone()[0])
 
@@ -401,15 +405,18 @@ class Store:
 
     def export_select(self, cursor: int, select: str, params: dict[str, Any], gpu_only: bool = False,
                       datacenters: Iterable[str] | None = None, namespaces: Iterable[str] | None = None,
-                      batch: int = 10_000) -> Iterator[tuple[Any, ...]]:
+                      batch: int = 10_000, running: bool = True) -> Iterator[tuple[Any, ...]]:
         """:meth:`export_rows` with SQL expressions over the allocation's columns (and ``params``) to select.
 
         An exporter that builds its text in SQL reads one string a row instead of a dozen Python values.
+        ``running=False`` leaves out the running allocations that did not change since ``cursor``.
         """
         where, filters = self._export_filter(gpu_only, datacenters, namespaces)
         head = f"SELECT change_seq, {select} FROM allocations"
-        for query in (f"{head} WHERE end_time IS NULL AND change_seq <= :cursor{where}",
-                      f"{head} WHERE change_seq > :cursor{where} ORDER BY change_seq, rowid"):
+        queries = [f"{head} WHERE change_seq > :cursor{where} ORDER BY change_seq, rowid"]
+        if running:
+            queries.insert(0, f"{head} WHERE end_time IS NULL AND change_seq <= :cursor{where}")
+        for query in queries:
             cur = self._read_db().execute(query, {"cursor": cursor, **filters, **params})
             while rows := cur.fetchmany(batch):
                 yield from rows
