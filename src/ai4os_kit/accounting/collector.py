@@ -217,23 +217,27 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
     """
     result = RunResult()
     with PageDecoder(source.allocation_bodies(), source.decode_allocation_page, inline_pages) as decoder:
-        _collect(source, store, owner_key, clock, iter(decoder), result)
+        _collect(source, store, owner_key, clock, decoder, result)
     result.decoder_cpu, result.decoder_peak_mb = decoder.cpu, decoder.peak_mb
     return result
 
 
 def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[[], float],
-             pages: Iterator[ListingPage], result: RunResult) -> None:
+             decoder: PageDecoder, result: RunResult) -> None:
+    pages = iter(decoder)
     first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
     compare = store.count() > 0  # an empty store (a first run) has no index to compare with
     store.begin_bulk()
     collecting = gc.isenabled()
     gc.disable()  # a run makes millions of short-lived acyclic objects: cycle collection would only cost time
     db = _StoreThread(store)
+    run: _Run | None = None
     try:
         run = _Run(source, db, owner_key)
         _read_listing(run, db, itertools.chain([first] if first else [], pages), compare, result, clock)
+        decoder.close()  # done: its memory is back before the id index is built
     finally:
+        run = None  # so is the owner index's (12 bytes a job)
         try:
             db.wait()
         finally:

@@ -25,6 +25,7 @@ BULK_CACHE = -32768  # during a first run's bulk load (and the index sort at its
 READ_CACHE = -8192  # the exporters' read connection: 8 MiB (it reads in index order once; the OS caches the file)
 ROWS_PER_STATEMENT = 500  # rows of one multi-row INSERT (a listing page), within SQLite's variable limit
 ID_INDEX = "allocations_id"  # the unique index on alloc_id (stores made before it was named have SQLite's own)
+SORT_THREADS = 4  # SQLite's helper threads building the id index (10M ids on 2 cores: 0 9.5 s, 1 7.8 s, 2 6.7 s, 4 6.2 s)
 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
             "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create_time", "start_time",
@@ -170,6 +171,8 @@ class Store:
         """
         if self._has_index(ID_INDEX) or self._has_index("sqlite_autoindex_allocations_1"):
             return
+        # SQLite's sorter sorts and merges in threads of its own when allowed (SORT_THREADS)
+        self.db.execute(f"PRAGMA threads={SORT_THREADS}")
         try:
             self.db.execute(f"CREATE UNIQUE INDEX {ID_INDEX} ON allocations(alloc_id)")
         except sqlite3.IntegrityError:
@@ -179,6 +182,8 @@ class Store:
                             "FROM allocations) WHERE n > 1)")
             self.db.execute("COMMIT")
             self.db.execute(f"CREATE UNIQUE INDEX {ID_INDEX} ON allocations(alloc_id)")
+        finally:
+            self.db.execute("PRAGMA threads=0")
 
     def begin_bulk(self) -> bool:
         """Into an empty store, write without the id index and build it at :meth:`end_bulk`; False if not possible.
