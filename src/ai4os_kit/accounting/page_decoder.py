@@ -7,7 +7,7 @@ is the rest. On a listing longer than ``INLINE_PAGES`` pages (and a machine
 with more than one CPU), a spawned process decodes the pages ahead while
 this one stores the pages before them, and decodes one page in ``EVERY``
 itself, so that the two finish their shares at about the same time. Ten
-million allocations on two cores: collect 150-172 s -> 105 s
+million allocations on two cores: collect 150-172 s -> 92-100 s
 (docs/accounting.md). A short listing is decoded here: starting the process
 would cost more than it saves.
 
