@@ -92,14 +92,17 @@ def test_the_decoding_process_stores_what_one_process_stores(nomad_double: Nomad
         assert odd is not None and odd.owner == "group-owner@egi.eu"  # read in full, in the run with the process
 
 
+@pytest.mark.parametrize(("body", "problem"), [({"Error": "not a page"}, "a dict, expected a list"),
+                                               ("", "not JSON: Input data was truncated")])
 def test_a_page_that_is_not_a_listing_is_named_as_without_the_process(nomad_double: NomadDouble, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                       monkeypatch: pytest.MonkeyPatch, body: Any,
+                                                                       problem: str) -> None:
     _cluster(nomad_double)
     real = NomadDouble._list
 
     def listing(self: NomadDouble, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
         status, page, headers = real(self, query)
-        return (status, {"Error": "not a page"}, headers) if query.get("next_token") else (status, page, headers)
+        return (status, body, headers) if query.get("next_token") else (status, page, headers)
 
     monkeypatch.setattr(NomadDouble, "_list", listing)
     errors = []
@@ -107,7 +110,7 @@ def test_a_page_that_is_not_a_listing_is_named_as_without_the_process(nomad_doub
         with Store(tmp_path / f"{inline}.sqlite") as store, pytest.raises(KitError) as caught:
             collect(_source(nomad_double), store, inline_pages=inline)
         errors.append(str(caught.value))
-    assert errors[0] == errors[1] and "/v1/allocations returned a dict, expected a list" in errors[0]
+    assert errors[0] == errors[1] and f"/v1/allocations returned {problem}" in errors[0]
     assert not [p for p in multiprocessing.active_children() if p.name == "accounting-decoder"]
 
 

@@ -219,7 +219,7 @@ class PageDecoder:
         # in listing order: (body, index, True if the second process has it)
         window: deque[tuple[bytes, int, bool]] = deque()
         for count, (body, index) in enumerate(bodies, 1):
-            there = not self.every or count % self.every != 0
+            there = bool(body) and (not self.every or count % self.every != 0)  # an empty message asks for usage
             if there:
                 if self._worker is None:
                     self._worker = _Worker()
