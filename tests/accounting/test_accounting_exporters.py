@@ -178,6 +178,7 @@ def test_the_second_process_takes_over_the_later_changes_and_nothing_is_lost_or_
     split = _copy(changes_file, tmp_path / "split")
     monkeypatch.setattr(exporters, "OutgoingQueue", PausingQueue)
     handover = exporters.Handover(multiprocessing.get_context("spawn"))
+    assert exporters.cloud_tail(split, tmp_path / "split-queue", CTX, NOW, handover) is None  # the export here not begun
     here: list[apel.ExportResult] = []
     thread = threading.Thread(name="cloud-here", target=lambda: here.append(
         exporters._cloud(split, tmp_path / "split-queue", CTX, NOW, handover)))

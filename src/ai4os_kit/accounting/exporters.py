@@ -63,6 +63,7 @@ class Exports:
 
 
 _DONE = 2**62  # Handover.at once the cloud export here has read everything it will read
+_NOT_STARTED = -1  # Handover.at until the cloud export here has read its cursor
 
 
 class Handover:
@@ -75,12 +76,13 @@ class Handover:
 
     def __init__(self, context: Any) -> None:
         self.lock = context.Lock()
-        self.at = context.Value("q", 0, lock=False)
+        self.at = context.Value("q", _NOT_STARTED, lock=False)
         self.boundary = context.Value("q", _DONE, lock=False)
 
     def start(self, cursor: int) -> None:
+        """The cloud export here starts after ``cursor`` (until then the second process takes nothing over)."""
         with self.lock:
-            self.at.value, self.boundary.value = cursor, _DONE
+            self.at.value = cursor
 
     def stop(self, change: int) -> bool:
         """The cloud export here is about to read ``change``: False to go on, True where the second process took over."""
@@ -99,7 +101,7 @@ class Handover:
         with self.lock:
             at = self.at.value
             first = at + 1 + (last_change - at) // 2
-            if at >= _DONE or first > last_change:
+            if at == _NOT_STARTED or at >= _DONE or first > last_change:
                 return None
             self.boundary.value = first
             return first
