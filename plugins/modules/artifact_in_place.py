@@ -143,11 +143,6 @@ def check(home, archive, archive_sha256, digests, bin_dir):
     return found, stale
 
 
-def differences(home, archive, archive_sha256, digests, bin_dir):
-    """Lines naming what differs from the state the install tasks leave; [] when nothing does."""
-    return check(home, archive, archive_sha256, digests, bin_dir)[0]
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(

@@ -177,7 +177,7 @@ def test_in_place_when_everything_is_as_the_install_tasks_leave_it(installed) ->
 ])
 def test_anything_that_differs_is_named(installed, change, expected) -> None:
     change(Path(installed["home"]), Path(installed["bin_dir"]))
-    found = IN_PLACE.differences(**installed)
+    found = IN_PLACE.check(**installed)[0]
     assert len(found) == 1 and expected in found[0], found
 
 
