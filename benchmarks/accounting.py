@@ -48,6 +48,8 @@ from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.exporters import export_all
 from ai4os_kit.accounting.nomad_client import PAGE_SIZE, NomadSettings, NomadSource
+from ai4os_kit.accounting.procstat import peak_mb
+from ai4os_kit.accounting.procstat import rss_mb
 from ai4os_kit.accounting.report import rows_from_totals, write_report
 from ai4os_kit.accounting.store import Store
 from ai4os_kit.accounting.timeslices import month_bounds
@@ -241,26 +243,8 @@ class GeneratedNomad(NomadSource):
 REPORT = "monthly report 2026-02 (+PNG)"
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def rss_mb() -> float:
-    """Resident memory of this process now."""
-    return _status_mb("VmRSS")
-
-
-def peak_now_mb() -> float:
-    """Peak resident memory of this process since :func:`reset_peak` (Linux: VmHWM)."""
-    return _status_mb("VmHWM")
-
-
 def reset_peak() -> None:
-    """Start this process's peak resident memory afresh (Linux >= 4.0: clear_refs 5 resets VmHWM)."""
+    """Start this process's peak resident memory (procstat.peak_mb, Linux's VmHWM) afresh (Linux >= 4.0)."""
     with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
         refs.write("5")
 
@@ -286,7 +270,7 @@ def main() -> int:
     def stage(name: str, t0: float, c0: float, minus: tuple[float, float] = (0.0, 0.0)) -> None:
         times[name] = time.perf_counter() - t0 - minus[0]
         cpu[name] = time.process_time() - c0 - minus[1]
-        print(f"{name:<40} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_now_mb():5.0f} MB",
+        print(f"{name:<40} wall {times[name]:7.1f} s  cpu {cpu[name]:7.1f} s  peak RSS {peak_mb():5.0f} MB",
               flush=True)
 
     spent: dict[str, list[float]] = {}  # wall and CPU (of the thread that ran it) of a part of the collect
@@ -322,7 +306,7 @@ def main() -> int:
         stage(f"collect {count:,} (decode, parse, store)", t0, c0, (source.gen_cpu, source.gen_cpu - result.decoder_cpu))
         print(f"{'  of which the decoding process':<40} {'':13}  cpu {result.decoder_cpu:7.1f} s  peak RSS "
               f"{result.decoder_peak_mb:5.0f} MB (running beside the collector: together "
-              f"{peak_now_mb() + result.decoder_peak_mb:.0f} MB)")
+              f"{peak_mb() + result.decoder_peak_mb:.0f} MB)")
         for part, (wall, used) in spent.items():
             print(f"{'  of which ' + part:<40} wall {wall:7.1f} s  cpu {used:7.1f} s")
         print(f"  (generating the pages, not counted: {source.gen_cpu:.1f} s of CPU)")
@@ -331,14 +315,14 @@ def main() -> int:
                   f"{count} stored", file=sys.stderr)
             return 2
 
-        after_collect, collect_peak = rss_mb(), peak_now_mb() + result.decoder_peak_mb  # both ran at once
+        after_collect, collect_peak = rss_mb(), peak_mb() + result.decoder_peak_mb  # both ran at once
         reset_peak()  # from here on the peak is the exporters' (the collector's stays in `peak`)
         t0, c0 = time.perf_counter(), time.process_time()
         exports = export_all(work / "accounting.sqlite", work / "outgoing", CTX, NOW, work / "summaries",
                              CTX.vos.keys())
         times["exporters"] = time.perf_counter() - t0
         cpu["exporters"] = time.process_time() - c0 + exports.second_cpu  # the second process measures its own
-        both = peak_now_mb() + exports.second_peak_mb
+        both = peak_mb() + exports.second_peak_mb
         for name, seconds in exports.seconds.items():
             print(f"  {name:<38} wall {seconds:7.1f} s")
         print(f"{'APEL cloud | APEL GPU + PAPI summaries':<40} wall {times['exporters']:7.1f} s  cpu "
@@ -346,7 +330,7 @@ def main() -> int:
               f"queued by the second process, {exports.gpu.records:,} GPU records, "
               f"{len(exports.summaries)} summary files)")
         print(f"{'  memory: this process after collect':<40} {after_collect:7.0f} MB, peak while exporting "
-              f"{peak_now_mb():.0f} MB + second process {exports.second_peak_mb:.0f} MB = {both:.0f} MB")
+              f"{peak_mb():.0f} MB + second process {exports.second_peak_mb:.0f} MB = {both:.0f} MB")
         peak = max(collect_peak, both)
         with Store(work / "accounting.sqlite") as store:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -354,7 +338,7 @@ def main() -> int:
             rows = rows_from_totals(store.month_totals(lo, hi, NOW), CTX)
             write_report(rows, work / "reports", 2026, 2)
             stage(REPORT, t0, c0)
-        peak = max(peak, peak_now_mb())
+        peak = max(peak, peak_mb())
         # The target is collect + store + exporters: the monthly report (run once a month) is shown, not counted.
         wall = sum(seconds for name, seconds in times.items() if name != REPORT)
         used = sum(seconds for name, seconds in cpu.items() if name != REPORT)

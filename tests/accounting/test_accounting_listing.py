@@ -229,8 +229,8 @@ def test_listing_pages_are_typed_and_carry_resources(nomad_double: NomadDouble) 
     for name in ("allocation-gpu-running.json", "allocation-cpu-complete.json"):
         doc = fixture(name)
         nomad_double.allocs[doc["ID"]] = doc
-    pages = list(_source(nomad_double).allocation_pages())
-    stubs = [s for page, _ in pages for s in page]
+    source = _source(nomad_double)
+    stubs = [s for body, _ in source.allocation_bodies() for s in source.decode_allocation_page(body)]
     assert len(stubs) == 2 and all(s.AllocatedResources is not None and s.TaskStates for s in stubs)
     assert msgspec.json.decode(msgspec.json.encode(stubs[0]))["ID"] == stubs[0].ID
 

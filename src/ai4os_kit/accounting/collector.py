@@ -287,16 +287,13 @@ def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[ListingPage], com
             modifies = parts.modify_index if parts is not None else [_field(s, "ModifyIndex") for s in stubs]
             keep = [i for i, (a, modify) in enumerate(zip(ids, modifies))
                     if not isinstance(modify, int) or modify > known.get(a, -1)]
+        result.fetched += len(ids) if keep is None else len(keep)
         if parts is not None:
-            changed = len(ids) if keep is None else len(keep)
             if keep is not None and len(keep) < len(ids):
                 parts = parts.take(keep)
             columns, gone_early = run.parts(parts, page, keep, result)
         else:
-            chosen = stubs if keep is None else [stubs[i] for i in keep]
-            changed = len(chosen)
-            columns, gone_early = run.page(chosen, result)
-        result.fetched += changed
+            columns, gone_early = run.page(stubs if keep is None else [stubs[i] for i in keep], result)
         vanished += gone_early
         if columns is not None:
             batch.append(columns)

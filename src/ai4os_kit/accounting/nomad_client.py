@@ -97,11 +97,6 @@ class NomadSource:
         except PageError as exc:
             raise self._bad_page("/v1/allocations", str(exc)) from None
 
-    def allocation_pages(self) -> Iterator[tuple[list[Any], int]]:
-        """Pages of allocation stubs of every namespace with their resources and task states (see nomad_listing)."""
-        for body, index in self.allocation_bodies():
-            yield self.decode_allocation_page(body), index
-
     def job_owners(self, owner_key: str) -> OwnerIndex:
         """The owner (job meta ``owner_key``) of every job of every namespace."""
         owners = OwnerIndex()

@@ -186,7 +186,7 @@ class PageDecoder:
 
     ``decode`` turns a page's bytes into stubs here (and names a page that is
     not a listing). Once the second process runs, this process decodes one
-    page in ``every`` itself, so that neither waits for the other (its own
+    page in ``EVERY`` itself, so that neither waits for the other (its own
     share of a run, storing and looking up owners, is smaller than the second
     process's). Use as a context manager: leaving it stops the second
     process; :attr:`cpu` and :attr:`peak_mb` then hold its CPU seconds and
@@ -194,14 +194,12 @@ class PageDecoder:
     """
 
     def __init__(self, bodies: Iterable[tuple[bytes, int]], decode: Callable[[bytes], list[Any]],
-                 inline_pages: int | None = None, depth: int | None = None, every: int | None = None) -> None:
+                 inline_pages: int | None = None) -> None:
         self._bodies = bodies
         self._decode = decode
         if inline_pages is None:  # on one CPU the second process would only take turns with this one
             inline_pages = INLINE_PAGES if _cpus() > 1 else sys.maxsize
         self.inline_pages = inline_pages
-        self.depth = max(1, DEPTH if depth is None else depth)
-        self.every = EVERY if every is None else every
         self._worker: _Worker | None = None
         self.cpu = 0.0
         self.peak_mb = 0.0
@@ -219,14 +217,14 @@ class PageDecoder:
         # in listing order: (body, index, True if the second process has it)
         window: deque[tuple[bytes, int, bool]] = deque()
         for count, (body, index) in enumerate(bodies, 1):
-            there = bool(body) and (not self.every or count % self.every != 0)  # an empty message asks for usage
+            there = bool(body) and count % EVERY != 0  # an empty message asks for usage
             if there:
                 if self._worker is None:
                     self._worker = _Worker()
                 self._worker.send(body)
             window.append((body, index, there))
             sent = sum(1 for _, _, in_there in window if in_there)
-            while window and (sent > self.depth or not window[0][2]):
+            while window and (sent > DEPTH or not window[0][2]):
                 sent -= window[0][2]
                 yield self._done(*window.popleft())
         while window:
