@@ -304,7 +304,7 @@ def test_format_drift_from_caso_stops_the_export(recorded_store: Path, tmp_path:
 
     def drifting(ctx: apel.ExportContext, now: int) -> Any:
         select, params = real(ctx, now)
-        return select, {**params, "tail": params["tail"].replace("PublicIPCount: 0", "PublicIPCount: 1")}
+        return select, {**params, "record": params["record"].replace("PublicIPCount: 0", "PublicIPCount: 1")}
 
     monkeypatch.setattr(apel, "cloud_sql", drifting)
     with Store(recorded_store) as store, pytest.raises(KitError, match="differs from caso's model"):

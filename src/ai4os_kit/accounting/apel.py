@@ -175,10 +175,12 @@ def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
     Selects ``(text, name, namespace, owner)``: the record text as the
     renderer writes it where the free text fields are printable ASCII (what
     :func:`cloud_text_checker` checks; other rows go through the renderer,
-    which drops what APEL would not take), and those fields. ``printf`` writes
-    the numbers and the configured values in one call; the free text fields
-    are joined with ``||`` (printf's ``%s`` would stop at a NUL). Sites and VOs are bound parameters; rows without a site or a VO
-    must be filtered out by the query (:func:`_filters`).
+    which drops what APEL would not take), and those fields. One ``printf``
+    writes the whole record (one call a row: its text is built once, where a
+    ``||`` between pieces copied it again for each piece); printf's ``%s``
+    stops at a NUL, but a field with a NUL is not printable, so its row is
+    rendered in Python anyway. Sites and VOs are bound parameters; rows
+    without a site or a VO must be filtered out by the query (:func:`_filters`).
     """
     def literal(text: str) -> str:  # a constant inside a printf format
         return text.replace("%", "%%")
@@ -196,17 +198,15 @@ def cloud_sql(ctx: ExportContext, now: int) -> tuple[str, dict[str, Any]]:
     wall = "MAX(COALESCE(end_time, :now) - start_time, 0)"
     cores = "(CASE WHEN cpu_millicores <= 0 THEN 0 ELSE MAX((cpu_millicores + 500) / 1000, 1) END)"
     reserved = ctx.cpu_duration == "reserved"
-    params["head"] = (f"CloudComputeService: {literal(ctx.compute_service)}\nCloudType: {literal(ctx.cloud_type)}\n"
-                      f"CpuCount: %d\n{'CpuDuration: %d' + chr(10) if reserved else ''}Disk: %d\nEndTime: %d\n"
-                      "FQAN: %s\n")
-    params["tail"] = "\nMemory: %d\nPublicIPCount: 0\nSiteName: %s\nStartTime: %d\nStatus: %s\nVMUUID: %s\nWallDuration: %d"
+    params["record"] = (f"CloudComputeService: {literal(ctx.compute_service)}\nCloudType: {literal(ctx.cloud_type)}\n"
+                        f"CpuCount: %d\n{'CpuDuration: %d' + chr(10) if reserved else ''}Disk: %d\nEndTime: %d\n"
+                        "FQAN: %s\n%sLocalGroupId: %s\nLocalUserId: %s\nMachineName: %s\nMemory: %d\n"
+                        "PublicIPCount: 0\nSiteName: %s\nStartTime: %d\nStatus: %s\nVMUUID: %s\nWallDuration: %d")
     owned = "(owner IS NOT NULL AND owner != '')"
-    head = (f"printf(:head, {cores}, {f'MAX({wall} * {cores}, 1), ' if reserved else ''}(disk_mb + 1023) / 1024, "
-            f"COALESCE(end_time, 0), {fqan})")
-    text = (f"{head} || CASE WHEN {owned} THEN 'GlobalUserName: ' || owner || char(10) ELSE '' END || "
-            f"'LocalGroupId: ' || namespace || char(10) || 'LocalUserId: ' || "
-            f"CASE WHEN {owned} THEN owner ELSE 'unknown' END || char(10) || 'MachineName: ' || name || "
-            f"printf(:tail, memory_mb, {site}, start_time, {status}, alloc_id, MAX({wall}, 1))")
+    text = (f"printf(:record, {cores}, {f'MAX({wall} * {cores}, 1), ' if reserved else ''}(disk_mb + 1023) / 1024, "
+            f"COALESCE(end_time, 0), {fqan}, CASE WHEN {owned} THEN 'GlobalUserName: ' || owner || char(10) "
+            f"ELSE '' END, namespace, CASE WHEN {owned} THEN owner ELSE 'unknown' END, name, memory_mb, {site}, "
+            f"start_time, {status}, alloc_id, MAX({wall}, 1))")
     return f"{text}, name, namespace, owner", params
 
 
