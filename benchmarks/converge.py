@@ -160,7 +160,8 @@ class Bed:
                         "AI4OS_TASK_TIMINGS": str(timings)})
         env.update({"MOLECULE_PROJECT_DIRECTORY": str(ROOT), "MOLECULE_SCENARIO_NAME": self.name,
                     "MOLECULE_EPHEMERAL_DIRECTORY": str(self.dir), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-                    "ANSIBLE_LIBRARY": str(ROOT / "plugins" / "modules"), "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_LIBRARY": str(ROOT / "plugins" / "modules"),
+                    "ANSIBLE_ACTION_PLUGINS": str(ROOT / "plugins" / "action"), "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_HOST_KEY_CHECKING": "False", "PATH": f"{BIN}:{env.get('PATH', '')}",
                     "ANSIBLE_CONFIG": str(self.dir / "ansible.cfg")})
         return env
@@ -268,7 +269,8 @@ def measure(strategy: str, nodes: int, workdir: Path, profile: bool = False) -> 
 
 KINDS = (  # (kind of work, modules without the "ansible.builtin." prefix), first match wins
     ("facts", {"gather_facts", "setup"}),
-    ("packages", {"apt", "apt_key", "apt_repository", "deb822_repository", "package"}),
+    ("packages", {"apt", "apt_key", "apt_repository", "deb822_repository", "package", "packages_present",
+                  "packages_missing"}),
     ("templating", {"template"}),
     ("files", {"file", "copy", "stat", "slurp", "lineinfile", "get_url", "unarchive", "ansible.posix.mount",
                "community.general.filesystem", "community.general.lvg", "community.general.lvol"}),

@@ -20,6 +20,7 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         {
             "ANSIBLE_LIBRARY": str(ROOT / "plugins" / "modules"),
+            "ANSIBLE_ACTION_PLUGINS": str(ROOT / "plugins" / "action"),
             "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins" / "module_utils"),
             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
             "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
