@@ -7,6 +7,7 @@ hands every page but each third (``page_decoder.EVERY``) to the spawned decoding
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import resource
 from pathlib import Path
@@ -18,6 +19,7 @@ from nomad_double import NomadDouble, fixture
 from ai4os_kit.accounting import page_decoder
 from ai4os_kit.accounting.collector import RunResult, collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
+from ai4os_kit.accounting.nomad_listing import MISSING, JobParts
 from ai4os_kit.accounting.procstat import peak_mb
 from ai4os_kit.accounting.store import Store
 from ai4os_kit.errors import KitError
@@ -135,6 +137,43 @@ def test_a_killed_decoding_process_is_named_and_the_next_run_completes(nomad_dou
             collect(KillingSource(NomadSettings(address=nomad_double.address, timeout=5)), store, inline_pages=0)
         again = collect(_source(nomad_double), store, inline_pages=0)
         assert again.listed == len(ids) and len(again.problems) == 1 and store.count() == len(ids) - 1
+
+
+def _job_bodies() -> list[tuple[bytes, int]]:
+    """Nine job pages of five: owners of every kind; a NUL in an id (page 4), an id that is a number (page 5)."""
+    pages = []
+    for p in range(9):
+        jobs: list[dict[str, Any]] = [
+            {"ID": f"job-{p}-{i}", "Namespace": ["ai4eosc", None, ""][i % 3],
+             "Meta": {"owner": [f"user{p}@egi.eu", 7, "", None, {"a": 1}][i], "other": "x"}} for i in range(5)]
+        if p == 4:
+            jobs[0]["ID"] = "job\0nul"
+        if p == 5:
+            jobs.append({"ID": 8, "Meta": {"owner": "dropped@egi.eu"}})
+        pages.append((json.dumps(jobs).encode(), 10 + p))
+    return pages
+
+
+def test_job_pages_taken_apart_in_the_process_give_the_owners_read_here() -> None:
+    """The job listing split as the allocation listing is: the same owner index, odd pages decoded here."""
+    bodies = _job_bodies()
+    keys = [("ai4eosc", f"job-{p}-0") for p in range(9)] + [("default", "job-3-1"), ("default", "job-3-2"),
+                                                               ("ai4eosc", "job-3-3"), ("default", "job-3-4"),
+                                                               ("ai4eosc", "job\0nul"), ("default", "8")]
+    seen = []
+    for inline in (0, IN_ONE_PROCESS):
+        with page_decoder.PageDecoder([], lambda body: [], inline) as decoder:
+            pages = list(decoder.job_pages(bodies, "owner"))
+            index = NomadSource(NomadSettings(address="http://127.0.0.1:9")).job_owners("owner", pages)
+        seen.append(([type(page).__name__ for page in pages], len(index), index.lookup(keys)))
+    (kinds, count, owners), (kinds_here, count_here, owners_here) = seen
+    # pages 3, 6 and 9 are decoded here (one in EVERY), and so are the NUL page and the odd page
+    assert kinds == ["JobParts", "JobParts", "bytes", "JobParts", "bytes", "bytes", "JobParts", "JobParts", "bytes"]
+    assert kinds_here == ["bytes"] * 9 and JobParts.__name__ == "JobParts"
+    assert (count, owners) == (count_here, owners_here)
+    assert count == 45  # the job whose id is a number is left out (its allocations are read in full)
+    assert owners[:9] == [f"user{p}@egi.eu" if p != 4 else MISSING for p in range(9)]  # job-4-0 is "job\0nul"
+    assert owners[9:] == ["7", None, None, "{'a': 1}", "user4@egi.eu", MISSING]
 
 
 def _own_peak(_: int) -> tuple[float, float]:

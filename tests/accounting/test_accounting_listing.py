@@ -24,7 +24,7 @@ from nomad_double import NomadDouble, fixture
 from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_stub, decode_allocations, decode_jobs, \
-    usage_from_stub
+    job_page_parts, usage_from_stub
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_page import finish_columns, page_columns, page_parts, task_times
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, _epoch_from_rfc3339, parse_allocation, parse_node
@@ -299,6 +299,54 @@ def test_job_pages_read_the_configured_owner_key_and_skip_odd_jobs() -> None:
     index.add_page(decode_jobs(page, "creator"))
     index.finish()
     assert index.lookup([("ns", "a"), ("default", "b"), ("default", "7")]) == ["ann@egi.eu", None, MISSING]
+
+
+_OWNER_VALUES = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["ann@egi.eu", "bob@egi.eu", ""]),
+                          st.integers(-2, 2), st.booleans(), st.lists(st.integers(0, 2), max_size=2),
+                          st.dictionaries(st.sampled_from("ab"), st.integers(0, 2), max_size=2))
+_JOB_DOCS = st.lists(st.fixed_dictionaries(
+    {"ID": st.one_of(st.sampled_from(["a", "b", "job-1", "j\0b"]), st.text(max_size=5))},
+    optional={"Namespace": st.one_of(st.none(), st.sampled_from(["", "ai4eosc", "imagine", "a\0"])),
+              "Meta": st.one_of(st.none(), st.fixed_dictionaries({}, optional={"owner": _OWNER_VALUES,
+                                                                                "other": st.just("x")}))}),
+    max_size=12)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(pages=st.lists(_JOB_DOCS, min_size=1, max_size=4), odd=st.booleans())
+def test_job_pages_taken_apart_index_the_owners_that_decoded_stubs_do(pages: list[list[dict[str, Any]]],
+                                                                       odd: bool) -> None:
+    """What the decoding process returns for a job page (JobParts) adds to the owner index what the stubs add.
+
+    A page it cannot take apart (a NUL inside a key, a value of an unexpected type) is None: the collector
+    decodes that page itself. Pickled, as the parts cross between the processes.
+    """
+    if odd:  # an id of an unexpected type: the typed decoder refuses the page
+        pages[0] = pages[0] + [{"ID": 7}]
+    bodies = [json.dumps(page).encode() for page in pages]
+    from_stubs, from_parts = OwnerIndex(), OwnerIndex()
+    for body in bodies:
+        from_stubs.add_page(decode_jobs(body, "owner"))
+        parts = job_page_parts(body, "owner")
+        if parts is None:
+            from_parts.add_page(decode_jobs(body, "owner"))
+        else:
+            from_parts.add_parts(pickle.loads(pickle.dumps(parts)))
+        nul = any("\0" in (job.get("Namespace") or "") + str(job.get("ID")) for job in json.loads(body))
+        assert (parts is None) == (nul or (odd and body is bodies[0]))
+    from_stubs.finish(), from_parts.finish()
+    keys = [(job.get("Namespace") or "default", str(job.get("ID"))) for page in pages for job in page]
+    keys += [("default", "never-listed")]
+    assert len(from_parts) == len(from_stubs)
+    assert from_parts.lookup(keys) == from_stubs.lookup(keys)
+
+
+def test_job_page_parts_of_an_empty_page_and_of_a_page_that_is_not_a_list() -> None:
+    assert job_page_parts(b"[]", "owner") == ("", [], b"")
+    assert job_page_parts(b"{}", "owner") is None and job_page_parts(b"", "owner") is None
+    index = OwnerIndex()
+    index.add_parts(job_page_parts(b"[]", "owner"))  # type: ignore[arg-type]
+    assert len(index.finish()) == 0
 
 
 @pytest.mark.parametrize("jobs", [1, 3, 4000])

@@ -10,7 +10,7 @@ job has no owner there, or is not listed, is read in full
 (``/v1/allocation/:id``: task group meta, device requests). Past the first
 pages of a long listing, a second process decodes most pages
 (``page_decoder``) while this one looks up owners and nodes and stores the
-pages before them. Rows are upserted
+pages before them; it takes most pages of a long job listing apart too. Rows are upserted
 in committed batches (``COMMIT_ROWS`` allocations, or what was read in
 ``COMMIT_SECONDS``). A crash loses at most the uncommitted batch, which the
 next run reads again (the stored index did not move). Large batches matter on
@@ -25,7 +25,6 @@ last time they were seen. Run it more often than Nomad's GC thresholds
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -110,9 +109,9 @@ def _node(source: NomadSource, store: _StoreThread, cache: dict[str, NodeInfo | 
 class _Run:
     """State of one collector run."""
 
-    def __init__(self, source: NomadSource, store: _StoreThread, owner_key: str) -> None:
+    def __init__(self, source: NomadSource, store: _StoreThread, owner_key: str, decoder: PageDecoder) -> None:
         self.source, self.store, self.owner_key = source, store, owner_key
-        self.owners = source.job_owners(owner_key)
+        self.owners = source.job_owners(owner_key, decoder.job_pages(source.job_bodies(), owner_key))
         self.nodes: dict[str, NodeInfo | None] = {}
 
     def node(self, node_id: str) -> NodeInfo | None:
@@ -224,8 +223,7 @@ def collect(source: NomadSource, store: Store, owner_key: str = "owner",
 
 def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[[], float],
              decoder: PageDecoder, result: RunResult) -> None:
-    pages = iter(decoder)
-    first = next(pages, None)  # fails first if Nomad cannot be reached: "listing allocations failed"
+    decoder.start()  # fails first if Nomad cannot be reached: "listing allocations failed"
     compare = store.count() > 0  # an empty store (a first run) has no index to compare with
     store.begin_bulk()
     collecting = gc.isenabled()
@@ -233,8 +231,8 @@ def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[
     db = _StoreThread(store)
     run: _Run | None = None
     try:
-        run = _Run(source, db, owner_key)
-        _read_listing(run, db, itertools.chain([first] if first else [], pages), compare, result, clock)
+        run = _Run(source, db, owner_key, decoder)
+        _read_listing(run, db, iter(decoder), compare, result, clock)  # after the job listing: one pipe
         decoder.close()  # done: its memory is back before the id index is built
     finally:
         run = None  # so is the owner index's (12 bytes a job)

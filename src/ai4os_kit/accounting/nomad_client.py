@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import msgspec
 import nomad
 import nomad.api.exceptions as nexc
 import requests
 
-from ai4os_kit.accounting.nomad_listing import OwnerIndex, PageError, decode_allocations, decode_jobs
+from ai4os_kit.accounting.nomad_listing import JobParts, OwnerIndex, PageError, decode_allocations, decode_jobs
 from ai4os_kit.errors import KitError
 
 PAGE_SIZE = 500
@@ -97,12 +97,24 @@ class NomadSource:
         except PageError as exc:
             raise self._bad_page("/v1/allocations", str(exc)) from None
 
-    def job_owners(self, owner_key: str) -> OwnerIndex:
-        """The owner (job meta ``owner_key``) of every job of every namespace."""
+    def job_bodies(self) -> Iterator[tuple[bytes, int]]:
+        """The raw pages of the job listing (every namespace, with the jobs' meta) with Nomad's index."""
+        return self._pages(self.api.jobs, "jobs", {"namespace": "*", "meta": "true"})
+
+    def job_owners(self, owner_key: str, pages: Iterable[JobParts | bytes] | None = None) -> OwnerIndex:
+        """The owner (job meta ``owner_key``) of every job of every namespace.
+
+        ``pages``: the job listing as ``PageDecoder.job_pages`` hands it over
+        (pages taken apart in its second process, or bytes to decode here);
+        default: :meth:`job_bodies`, all decoded here.
+        """
         owners = OwnerIndex()
-        for body, _ in self._pages(self.api.jobs, "jobs", {"namespace": "*", "meta": "true"}):
+        for page in pages if pages is not None else (body for body, _ in self.job_bodies()):
+            if isinstance(page, JobParts):
+                owners.add_parts(page)
+                continue
             try:
-                owners.add_page(decode_jobs(body, owner_key))
+                owners.add_page(decode_jobs(page, owner_key))
             except PageError as exc:
                 raise self._bad_page("/v1/jobs", str(exc)) from None
         return owners.finish()

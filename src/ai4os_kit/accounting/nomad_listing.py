@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import re
 from array import array
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, NamedTuple
 
 import msgspec
 import numpy as np
@@ -307,6 +307,25 @@ class OwnerIndex:
             hashes.append(hash((job.Namespace or "default", job.ID)))
             codes.append(code)
 
+    def add_parts(self, parts: "JobParts") -> None:
+        """Add a job page as :func:`job_page_parts` took it apart (in the decoding process): what add_page adds."""
+        if not parts.keys and not parts.owners:
+            return
+        fields = iter(parts.keys.split("\0"))
+        self._hashes.extend(map(hash, zip(fields, fields)))
+        code_of, owners = self._code_of, self._owners
+        codes = []
+        for value in parts.owners:
+            if value is None:
+                codes.append(self.NONE)
+                continue
+            code = code_of.get(value)
+            if code is None:
+                code = code_of[value] = len(owners)
+                owners.append(value)
+            codes.append(code)
+        self._codes.frombytes(np.array(codes, np.int32)[np.frombuffer(parts.codes, np.int32)].tobytes())
+
     def finish(self) -> "OwnerIndex":
         """Sort by key (in place: the transient peak is one index array, 8 bytes a job) and drop shared keys."""
         keys = np.array(self._hashes, dtype=np.int64)
@@ -363,6 +382,43 @@ class OwnerIndex:
 
     def __len__(self) -> int:
         return len(self._keys) if self._keys is not None else len(self._hashes)
+
+
+class JobParts(NamedTuple):
+    """A page of the job listing as :meth:`OwnerIndex.add_parts` takes it (made by :func:`job_page_parts`).
+
+    ``keys``: namespace and job id of every job, all joined by NUL; ``owners``:
+    the page's distinct owners (None: a job without one); ``codes``: for each
+    job, its owner's position in ``owners`` (native int32). One string, a short
+    list and bytes: cheap to pickle, and the process that adds them hashes the
+    keys itself (a string's hash differs between processes).
+    """
+
+    keys: str
+    owners: list[str | None]
+    codes: bytes
+
+
+def job_page_parts(page: bytes | memoryview, owner_key: str) -> JobParts | None:
+    """:class:`JobParts` of one page of ``/v1/jobs?meta=true``; None: the collector decodes the page itself.
+
+    None for a page that is not a list of job stubs of the expected types
+    (:func:`decode_jobs` then keeps the good ones, or names the page) and for
+    a NUL inside a namespace or job id (it would split a key in two).
+    """
+    try:
+        jobs = _job_page_decoder(owner_key).decode(page)
+    except msgspec.MsgspecError:
+        return None
+    if not jobs:
+        return JobParts("", [], b"")
+    keys = "\0".join([f"{job.Namespace or 'default'}\0{job.ID}" for job in jobs])
+    if keys.count("\0") != 2 * len(jobs) - 1:
+        return None
+    distinct: dict[str | None, int] = {}
+    codes = [distinct.setdefault(str(value) if (value := job.Meta.value if job.Meta is not None else None) else None,
+                                 len(distinct)) for job in jobs]
+    return JobParts(keys, list(distinct), array("i", codes).tobytes())
 
 
 def decode_jobs(page: bytes, owner_key: str) -> list[Any]:

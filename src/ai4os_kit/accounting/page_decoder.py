@@ -9,7 +9,11 @@ this one stores the pages before them, and decodes one page in ``EVERY``
 itself, so that the two finish their shares at about the same time. Ten
 million allocations on two cores: collect 150-172 s -> 92-100 s
 (docs/accounting.md). A short listing is decoded here: starting the process
-would cost more than it saves.
+would cost more than it saves. The job listing, read before the allocations
+on every run, is split the same way (:meth:`PageDecoder.job_pages`): the
+process returns each job page's keys and owners
+(:class:`~ai4os_kit.accounting.nomad_listing.JobParts`) and this one hashes
+the keys into its owner index.
 
 The second process gets a page's bytes and returns its
 :class:`~ai4os_kit.accounting.nomad_page.PageParts`, or None for a page it
@@ -52,7 +56,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import msgspec
 
-from ai4os_kit.accounting.nomad_listing import _ALLOC_PAGE
+from ai4os_kit.accounting.nomad_listing import _ALLOC_PAGE, JobParts, job_page_parts
 from ai4os_kit.accounting.nomad_page import PageParts, page_parts
 from ai4os_kit.accounting.procstat import cpu_seconds, peak_mb
 from ai4os_kit.errors import KitError
@@ -75,7 +79,12 @@ def parts_of_page(body: bytes | memoryview) -> PageParts | None:
 
 
 def _serve(pages: Connection, results: Connection) -> None:
-    """The second process: page bytes in, pickled parts out, until the pipe closes; an empty message: its usage."""
+    """The second process: page bytes in, pickled parts out, until the pipe closes.
+
+    An empty message asks for its usage; a message that starts with a NUL
+    (which no page sent here does) says what the next pages are:
+    ``NUL A`` allocation pages (the start), ``NUL J <owner key>`` job pages.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle: it closes the pipe
     gc.disable()  # what it makes is acyclic: reference counts free it
     try:  # glibc: keep the page-sized buffers of each page in the heap, not in mappings made and unmade per page
@@ -85,6 +94,7 @@ def _serve(pages: Connection, results: Connection) -> None:
     except (OSError, AttributeError):
         pass
     buffer = bytearray(2 << 20)
+    owner_key: str | None = None  # None: allocation pages
     while True:
         try:
             size = pages.recv_bytes_into(buffer)
@@ -97,8 +107,12 @@ def _serve(pages: Connection, results: Connection) -> None:
         if not len(body):
             results.send_bytes(pickle.dumps((cpu_seconds(), peak_mb())))
             continue
-        results.send_bytes(pickle.dumps(parts_of_page(body), protocol=pickle.HIGHEST_PROTOCOL))
-        del body
+        if body[0] == 0:
+            owner_key = bytes(body[2:]).decode() if bytes(body[1:2]) == b"J" else None
+            continue
+        parts = parts_of_page(body) if owner_key is None else job_page_parts(body, owner_key)
+        results.send_bytes(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
+        del body, parts
 
 
 class _Worker:
@@ -196,11 +210,13 @@ class PageDecoder:
     def __init__(self, bodies: Iterable[tuple[bytes, int]], decode: Callable[[bytes], list[Any]],
                  inline_pages: int | None = None) -> None:
         self._bodies = bodies
+        self._head: list[tuple[bytes, int]] | None = None  # the first page, read by start()
         self._decode = decode
         if inline_pages is None:  # on one CPU the second process would only take turns with this one
             inline_pages = INLINE_PAGES if _cpus() > 1 else sys.maxsize
         self.inline_pages = inline_pages
         self._worker: _Worker | None = None
+        self._kind = b"\0A"  # what the second process takes the pages it gets for (allocation pages at its start)
         self.cpu = 0.0
         self.peak_mb = 0.0
 
@@ -210,17 +226,50 @@ class PageDecoder:
     def __exit__(self, kind: object, *exc: object) -> None:
         self.close(measure=kind is None)
 
+    def start(self) -> None:
+        """Read the listing's first page now (so that Nomad unreachable is named as the listing's failure)."""
+        if self._head is None:
+            self._bodies = iter(self._bodies)
+            self._head = list(itertools.islice(self._bodies, 1))
+
     def __iter__(self) -> Iterator[ListingPage]:
-        bodies = iter(self._bodies)
+        self.start()
+        assert self._head is not None
+        bodies, self._head = itertools.chain(self._head, self._bodies), []
+        for body, index, parts in self._pipeline(bodies, b"\0A"):
+            if parts is None:  # decoded here: plain JSON values, or the page's problem named
+                yield ListingPage(index, _stubs=self._decode(body))
+            else:
+                yield ListingPage(index, parts=parts, body=body, _decode=self._decode)
+
+    def job_pages(self, bodies: Iterable[tuple[bytes, int]], owner_key: str) -> Iterator[JobParts | bytes]:
+        """The job listing's pages: :class:`JobParts` from the second process, or a page's bytes to decode here.
+
+        Split as the allocation pages are (the first ``inline_pages`` here,
+        then one in ``EVERY``); the process started here goes on with the
+        allocation listing.
+        """
+        for body, _, parts in self._pipeline(iter(bodies), b"\0J" + owner_key.encode()):
+            yield body if parts is None else parts
+
+    def _pipeline(self, bodies: Iterator[tuple[bytes, int]], kind: bytes) -> Iterator[tuple[bytes, int, Any]]:
+        """(body, index, what the second process returned or None) of each page, in listing order.
+
+        ``kind`` tells the process what the pages are (sent before its first page of them).
+        """
         for body, index in itertools.islice(bodies, self.inline_pages):
-            yield ListingPage(index, _stubs=self._decode(body))
+            yield body, index, None
         # in listing order: (body, index, True if the second process has it)
         window: deque[tuple[bytes, int, bool]] = deque()
         for count, (body, index) in enumerate(bodies, 1):
-            there = bool(body) and count % EVERY != 0  # an empty message asks for usage
+            # an empty message asks for usage, one starting with a NUL says what the pages are
+            there = bool(body) and body[0] != 0 and count % EVERY != 0
             if there:
                 if self._worker is None:
-                    self._worker = _Worker()
+                    self._worker, self._kind = _Worker(), b"\0A"
+                if self._kind != kind:
+                    self._worker.send(kind)
+                    self._kind = kind
                 self._worker.send(body)
             window.append((body, index, there))
             sent = sum(1 for _, _, in_there in window if in_there)
@@ -230,11 +279,8 @@ class PageDecoder:
         while window:
             yield self._done(*window.popleft())
 
-    def _done(self, body: bytes, index: int, there: bool) -> ListingPage:
-        parts = self._worker.receive() if there and self._worker is not None else None
-        if parts is None:  # decoded here: plain JSON values, or the page's problem named
-            return ListingPage(index, _stubs=self._decode(body))
-        return ListingPage(index, parts=parts, body=body, _decode=self._decode)
+    def _done(self, body: bytes, index: int, there: bool) -> tuple[bytes, int, Any]:
+        return body, index, self._worker.receive() if there and self._worker is not None else None
 
     def close(self, measure: bool = True) -> None:
         """Stop the second process (after measuring it, unless the run failed)."""
