@@ -20,9 +20,10 @@ The second process gets a page's bytes and returns its
 does not compute (a value of an unexpected type, a number beyond int64, a
 task time not in Nomad's form): that page is decoded here, where its problem
 is named, as are the stubs of a page whose parts hold an allocation that
-must go stub by stub. Nothing but page bytes, parts and its own CPU time and
-memory cross between the processes (two pipes, raised to 1 MiB so that
-neither side waits while the other writes a page); the second process opens
+must go stub by stub. Nothing but page bytes (and what kind of page they
+are), their parts and its own CPU time and memory cross between the
+processes (two pipes, raised to 1 MiB so that neither side waits while the
+other writes a page); the second process opens
 nothing. It is spawned, not forked (this process's threads and SQLite
 connections are not carried into it), ignores Ctrl-C (the collector handles
 it and closes the pipe) and ends when the pipe closes, also when the
