@@ -290,22 +290,14 @@ class OwnerIndex:
 
     def add_page(self, jobs: Iterable[Any], owner_key: str | None = None) -> None:
         """Add job stubs: :class:`JobStub` (``owner_key`` names the meta key) or those of :func:`decode_jobs`."""
-        hashes, codes, code_of, owners = self._hashes, self._codes, self._code_of, self._owners
+        hashes, codes, code = self._hashes, self._codes, self._code
         for job in jobs:
             if owner_key is None:
                 value = job.Meta.value if job.Meta is not None else None
             else:
                 value = (job.Meta or {}).get(owner_key)
-            if value:
-                value = str(value)
-                code = code_of.get(value)
-                if code is None:
-                    code = code_of[value] = len(owners)
-                    owners.append(value)
-            else:
-                code = self.NONE
             hashes.append(hash((job.Namespace or "default", job.ID)))
-            codes.append(code)
+            codes.append(code(_owner(value)))
 
     def add_parts(self, parts: "JobParts") -> None:
         """Add a job page as :func:`job_page_parts` took it apart (in the decoding process): what add_page adds."""
@@ -313,18 +305,18 @@ class OwnerIndex:
             return
         fields = iter(parts.keys.split("\0"))
         self._hashes.extend(map(hash, zip(fields, fields)))
-        code_of, owners = self._code_of, self._owners
-        codes = []
-        for value in parts.owners:
-            if value is None:
-                codes.append(self.NONE)
-                continue
-            code = code_of.get(value)
-            if code is None:
-                code = code_of[value] = len(owners)
-                owners.append(value)
-            codes.append(code)
-        self._codes.frombytes(np.array(codes, np.int32)[np.frombuffer(parts.codes, np.int32)].tobytes())
+        codes = np.array([self._code(owner) for owner in parts.owners], np.int32)
+        self._codes.frombytes(codes[np.frombuffer(parts.codes, np.int32)].tobytes())
+
+    def _code(self, owner: str | None) -> int:
+        """The code of an owner (NONE for None), a new one for an owner not seen before."""
+        if owner is None:
+            return self.NONE
+        code = self._code_of.get(owner)
+        if code is None:
+            code = self._code_of[owner] = len(self._owners)
+            self._owners.append(owner)
+        return code
 
     def finish(self) -> "OwnerIndex":
         """Sort by key (in place: the transient peak is one index array, 8 bytes a job) and drop shared keys."""
@@ -384,6 +376,11 @@ class OwnerIndex:
         return len(self._keys) if self._keys is not None else len(self._hashes)
 
 
+def _owner(value: Any) -> str | None:
+    """The owner a job's meta value names: its text, or None for a missing or empty value."""
+    return str(value) if value else None
+
+
 class JobParts(NamedTuple):
     """A page of the job listing as :meth:`OwnerIndex.add_parts` takes it (made by :func:`job_page_parts`).
 
@@ -416,8 +413,8 @@ def job_page_parts(page: bytes | memoryview, owner_key: str) -> JobParts | None:
     if keys.count("\0") != 2 * len(jobs) - 1:
         return None
     distinct: dict[str | None, int] = {}
-    codes = [distinct.setdefault(str(value) if (value := job.Meta.value if job.Meta is not None else None) else None,
-                                 len(distinct)) for job in jobs]
+    codes = [distinct.setdefault(_owner(job.Meta.value if job.Meta is not None else None), len(distinct))
+             for job in jobs]
     return JobParts(keys, list(distinct), array("i", codes).tobytes())
 
 

@@ -138,7 +138,7 @@ class PageParts(NamedTuple):
     """What a page's columns are made of before its nodes and owners are known.
 
     Computed from the typed stubs alone (:func:`page_parts`), so a process
-    that only has the page's bytes can compute it (``ListingDecoder``), and
+    that only has the page's bytes can compute it (``page_decoder``), and
     picklable. Lists hold one value per allocation; the task arrays one value
     per task, allocation by allocation (``task_counts`` tasks each).
     ``devices`` holds, for the allocations with devices, their position and
