@@ -19,8 +19,15 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.six import string_types
 from ansible.plugins.action import ActionBase
 
-# apt's options the roles set; passed through unchanged when apt runs
-APT_OPTIONS = ("install_recommends", "update_cache", "cache_valid_time")
+# Checked by ActionBase.validate_argument_spec, as the kit's other action plugin (artifact_fetch) does.
+# names is raw: a number must not become a package name by type conversion (_names says what is wrong).
+ARGUMENT_SPEC = {
+    "names": {"type": "raw", "required": True},
+    "install_recommends": {"type": "bool", "default": False},
+    "update_cache": {"type": "bool"},
+    "cache_valid_time": {"type": "int"},
+}
+APT_OPTIONS = ("install_recommends", "update_cache", "cache_valid_time")  # passed to apt as given
 
 
 def _names(value):
@@ -37,12 +44,12 @@ def _names(value):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("names",) + APT_OPTIONS)
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp  # nothing is copied: both modules take their arguments only
-        names, problem = _names(self._task.args.get("names"))
+        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        names, problem = _names(args["names"])
         if problem:
             raise AnsibleActionFail("packages_present: %s" % problem)
         check = self._execute_module(module_name="packages_missing", module_args={"names": names},
@@ -54,8 +61,8 @@ class ActionModule(ActionBase):
         if not missing:
             result.update(changed=False, missing=[])
             return result
-        apt_args = {"name": names, "state": "present", "install_recommends": False}
-        apt_args.update((key, self._task.args[key]) for key in APT_OPTIONS if key in self._task.args)
+        apt_args = {"name": names, "state": "present"}
+        apt_args.update((key, args[key]) for key in APT_OPTIONS if args[key] is not None)
         installed = self._execute_module(module_name="ansible.builtin.apt", module_args=apt_args,
                                          task_vars=task_vars)
         result.update(installed)
