@@ -12,23 +12,18 @@ molecule artifacts scenario fetches over HTTP from its test-bed mirror).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from support import plugins
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location("artifact_in_place", ROOT / "plugins" / "modules" / "artifact_in_place.py")
-assert SPEC is not None and SPEC.loader is not None
-IN_PLACE = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(IN_PLACE)
+IN_PLACE = plugins.load("plugins/modules/artifact_in_place.py")
 
 TOOL = b"#!/bin/sh\necho tool 1.0\n"
 HELPER = b"#!/bin/sh\necho helper\n"
@@ -49,15 +44,8 @@ def _tar(path: Path) -> str:
 
 def _ansible(module: str, args: dict) -> dict:
     """One module/action run by ansible against this machine (connection local), result of the host."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STRATEGY": "linear",
-           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
-           "ANSIBLE_ACTION_PLUGINS": str(ROOT / "roles" / "artifacts" / "action_plugins")}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", "-m", module, "-a", json.dumps(args)],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
-    result = json.loads(done.stdout[done.stdout.index("{"):])
-    return result["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return plugins.run(module, args, env={
+        "ANSIBLE_ACTION_PLUGINS": str(ROOT / "roles" / "artifacts" / "action_plugins")})[1]
 
 
 @pytest.fixture()

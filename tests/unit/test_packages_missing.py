@@ -7,21 +7,12 @@ module itself runs through ansible on this machine's real dpkg database.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support import plugins
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = importlib.util.spec_from_file_location("packages_missing", ROOT / "plugins" / "modules" / "packages_missing.py")
-assert SPEC is not None and SPEC.loader is not None
-MODULE = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(MODULE)
+MODULE = plugins.load("plugins/modules/packages_missing.py")
 
 # One line per package as the module asks dpkg-query for them: binary:Package, Architecture, db:Status-Abbrev.
 OUTPUT = "\n".join([
@@ -48,16 +39,9 @@ def test_names_dpkg_query_cannot_answer_are_left_to_apt() -> None:
 
 def _run(names: list[str]) -> dict:
     """The module run by ansible against this machine (connection local), as the roles run it."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STRATEGY": "linear",
-           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", "-m", "packages_missing",
-         "-a", json.dumps({"names": names})],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout[done.stdout.index("{"):])
-    return result["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    returncode, host = plugins.run("packages_missing", {"names": names})
+    assert returncode == 0, host
+    return host
 
 
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs a Debian-family machine (dpkg-query)")

@@ -9,16 +9,12 @@ every role that installs packages, twice (the second converge changes nothing).
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support import plugins
 
-ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"  # apt's module needs python3-apt, which is the system Python's
 ABSENT = "sl"  # a small package of Debian's main archive that no machine here needs
 
@@ -27,15 +23,7 @@ debian = pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs a 
 
 def _run(args: dict, *flags: str) -> dict:
     """The task's result for localhost, run through ansible with the repository's ansible.cfg."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_STRATEGY": "linear",
-           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={SYSTEM_PYTHON}", "-m", "packages_present", "-a", json.dumps(args),
-         *flags],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, check=False)
-    result = json.loads(done.stdout[done.stdout.index("{"):])
-    return result["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return plugins.run("packages_present", args, *flags, python=SYSTEM_PYTHON, timeout=300)[1]
 
 
 def _installed(name: str) -> bool:
