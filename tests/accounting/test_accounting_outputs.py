@@ -252,5 +252,10 @@ def test_summary_sums_stay_exact_beyond_int64() -> None:
     from ai4os_kit.accounting.summary import _exact_sums
 
     big = 2**61
-    sums = _exact_sums(np.array([0, 2, 0, 0, 2]), np.array([[big, 1], [5, 1], [big, 1], [big, 1], [7, 1]]), 3)
-    assert sums == {0: [3 * big, 3], 2: [12, 2]}
+    bins = np.array([0, 2, 0, 0, 2])
+    sums = _exact_sums(bins, [np.array([big, 5, big, big, 7]), np.array([1, 1, 1, 1, 1]), None], 3)
+    assert sums == {0: [3 * big, 3, 3], 2: [12, 2, 2]}
+    odd = 2**53 + 1  # not a float64 on its own
+    assert _exact_sums(bins, [np.array([odd, 1, odd, odd, 0])], 3) == {0: [3 * odd], 2: [1]}
+    step = 2**50  # partial sums kept below 2**53: eight rows at a time
+    assert _exact_sums(np.zeros(20, np.int64), [np.full(20, step + 1)], 1) == {0: [20 * (step + 1)]}

@@ -28,7 +28,7 @@ from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
-from ai4os_kit.accounting.summary import Summaries
+from ai4os_kit.accounting.summary import Summaries, from_store
 from ai4os_kit.errors import KitError
 
 CTX = apel.ExportContext(site_names={"ifca": "IFCA-LCG2"}, vos={"ai4eosc": "vo.ai4eosc.eu", "imagine": "vo.imagine-ai.eu"},
@@ -151,6 +151,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
         try:
             with Store(db) as store:
                 queue = OutgoingQueue(queue_dir) if crash_after is None else CrashingQueue(queue_dir, crash_after)
+                from_store(store, now)  # the summaries' base moves on with every run
                 apel.export_cloud(store, queue, CTX, now, size=2, sync_every=1)
                 apel.export_accelerator(store, queue, CTX, now, size=2, sync_every=1)
         except KitError:
@@ -187,7 +188,8 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
 
     with Store(db) as store:
         stored = {u.alloc_id: u for u in store.iter_all()}
-        from_store = Summaries().add_store(store, now)
+        read_whole = Summaries().add_store(store, now)
+        kept = from_store(store, now)  # the base kept by the runs above, and what changed since
         # not lost: everything a completed run saw is stored, once (the id is the key)
         assert seen <= set(stored) <= set(truth)
         for alloc, usage in stored.items():
@@ -219,7 +221,7 @@ def _history(double: NomadDouble, history: list[tuple[Any, ...]], work: Path) ->
     # (caso reports at least one second of wall time, so an allocation that ended as it started counts 1 s)
     total_store = sum(max(1, u.wall_seconds(now)) for u in started.values() if u.end is not None)
     summary = Summaries().add_all(stored.values(), now)
-    assert (summary.daily, summary.users) == (from_store.daily, from_store.users)
+    assert (summary.daily, summary.users) == (read_whole.daily, read_whole.users) == (kept.daily, kept.users)
     total_summary = sum(row[-1] for days in summary.daily.values() for row in days.values())
     assert total_queue == total_store
     # GPU records: the latest per (allocation, month) add up to each ended GPU allocation's wall time x GPUs

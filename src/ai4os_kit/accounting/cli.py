@@ -77,11 +77,11 @@ def _export_all(cfg: Any) -> int:
 
 def _summary(cfg: Any, out: Path | None) -> int:
     from ai4os_kit.accounting.store import Store
-    from ai4os_kit.accounting.summary import Summaries, write_summaries
+    from ai4os_kit.accounting.summary import from_store, write_summaries
 
     now = int(time.time())
     with Store(cfg.store) as store:
-        summaries = Summaries().add_store(store, now)
+        summaries = from_store(store, now)
     paths = write_summaries(summaries, out or cfg.summaries_dir, cfg.export.vos.keys())
     print(_summary_line(len(paths), out or cfg.summaries_dir))
     return 0

@@ -40,6 +40,7 @@ from ai4os_kit.accounting.nomad_page import PageParts, finish_columns, page_colu
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, NodeInfo, parse_allocation, parse_node
 from ai4os_kit.accounting.page_decoder import ListingPage, PageDecoder
 from ai4os_kit.accounting.store import Store
+from ai4os_kit.accounting.summary import BulkFold
 
 LOG = logging.getLogger(__name__)
 COMMIT_ROWS = 50_000
@@ -225,14 +226,14 @@ def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[
              decoder: PageDecoder, result: RunResult) -> None:
     decoder.start()  # fails first if Nomad cannot be reached: "listing allocations failed"
     compare = store.count() > 0  # an empty store (a first run) has no index to compare with
-    store.begin_bulk()
+    fold = BulkFold() if store.begin_bulk() else None  # each row is written once: summed as it is written
     collecting = gc.isenabled()
     gc.disable()  # a run makes millions of short-lived acyclic objects: cycle collection would only cost time
     db = _StoreThread(store)
     run: _Run | None = None
     try:
         run = _Run(source, db, owner_key, decoder)
-        _read_listing(run, db, iter(decoder), compare, result, clock)  # after the job listing: one pipe
+        _read_listing(run, db, iter(decoder), compare, result, clock, fold)  # after the job listing: one pipe
         decoder.close()  # done: its memory is back before the id index is built
     finally:
         run = None  # so is the owner index's (12 bytes a job)
@@ -242,11 +243,13 @@ def _collect(source: NomadSource, store: Store, owner_key: str, clock: Callable[
             db.close()
             if collecting:
                 gc.enable()
-            store.end_bulk()
+            whole = store.end_bulk()
+    if fold is not None and whole:  # the summaries' base, as the next run would have read it from the store
+        fold.save(store)
 
 
 def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[ListingPage], compare: bool,
-                  result: RunResult, clock: Callable[[], float]) -> None:
+                  result: RunResult, clock: Callable[[], float], fold: BulkFold | None = None) -> None:
     """Read the listing page by page: touch open allocations seen, parse the changed ones, commit in batches."""
     store = db.store
     open_before = db.call(store.open_ids)
@@ -297,10 +300,14 @@ def _read_listing(run: _Run, db: _StoreThread, pages: Iterator[ListingPage], com
             batch.append(columns)
             batch_rows += len(columns[0])
         if batch_rows >= COMMIT_ROWS or time.monotonic() - committed >= COMMIT_SECONDS:
+            if fold is not None:
+                fold.add(batch, now)
             result.written += db.write(store.upsert_columns, batch, now)
             batch, batch_rows = [], 0
             committed = time.monotonic()
     now = now or int(clock())
+    if fold is not None:
+        fold.add(batch, now)
     result.written += db.write(store.upsert_columns, batch, now) + db.wait()
     gone = (open_before - seen_open) | (set(vanished) & open_before)
     result.gone = db.call(store.close_gone, sorted(gone))

@@ -42,7 +42,7 @@ from ai4os_kit.accounting import apel
 from ai4os_kit.accounting.procstat import cpu_seconds, peak_mb
 from ai4os_kit.accounting.ssmqueue import OutgoingQueue
 from ai4os_kit.accounting.store import Store
-from ai4os_kit.accounting.summary import Summaries, write_summaries
+from ai4os_kit.accounting.summary import from_store, write_summaries
 from ai4os_kit.errors import KitError
 
 
@@ -145,7 +145,7 @@ def gpu_and_summaries(store_path: Path, queue_dir: Path, ctx: apel.ExportContext
     with Store(store_path) as store:
         gpu = apel.export_accelerator(store, OutgoingQueue(queue_dir), ctx, now)
         middle = time.perf_counter()
-        summaries = Summaries().add_store(store, now)
+        summaries = from_store(store, now)
     paths = write_summaries(summaries, summaries_dir, namespaces)
     seconds = {"gpu": middle - start, "summaries": time.perf_counter() - middle}
     tail = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -30,6 +31,21 @@ SORT_THREADS = 4  # SQLite's helper threads building the id index (10M ids on 2 
 _COLUMNS = ("alloc_id", "namespace", "job_id", "name", "owner", "node_id", "datacenter", "cpu_millicores",
             "cpu_mhz", "memory_mb", "disk_mb", "gpu_count", "gpu_model", "create_time", "start_time",
             "end_time", "status", "modify_index")
+
+# The PAPI summaries kept between runs (summary.py): ``summary_base`` holds the sums of every allocation
+# row that was *folded*: changed at or before its ``cursor`` (a change number) and ended (and started, if
+# at all) by its ``at``, the time of the run that folded it. Rows that had ended but not by then are
+# named in ``summary_pending`` and read again. A folded row that is changed or deleted leaves its old
+# values in ``summary_retract`` (the triggers), for the next run to take out of the base.
+_SUMMED = ("create_time, start_time, end_time, cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count, "
+           "namespace, owner")
+_FOLDED = ("OLD.end_time IS NOT NULL AND OLD.change_seq <= (SELECT cursor FROM summary_base) "
+           "AND OLD.alloc_id NOT IN (SELECT alloc_id FROM summary_pending)")
+_RETRACT = (f"INSERT INTO summary_retract ({_SUMMED}) VALUES "
+            f"({', '.join('OLD.' + c for c in _SUMMED.split(', '))});")
+_SUMMARY_NUMBERS = ("create_time, COALESCE(start_time, -1), COALESCE(end_time, -1), cpu_millicores, cpu_mhz, "
+                    "memory_mb, disk_mb, gpu_count")
+_SUMMARY_KEY = "namespace || char(0) || COALESCE(owner, '')"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS allocations (
@@ -66,6 +82,31 @@ CREATE TABLE IF NOT EXISTS nodes (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA_VERSION});
+CREATE TABLE IF NOT EXISTS summary_base (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    cursor INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS summary_pending (alloc_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summary_retract (
+    create_time INTEGER NOT NULL,
+    start_time INTEGER,
+    end_time INTEGER,
+    cpu_millicores INTEGER NOT NULL,
+    cpu_mhz INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    disk_mb INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    owner TEXT
+);
+CREATE TRIGGER IF NOT EXISTS allocations_summary_update
+AFTER UPDATE OF {_SUMMED}, change_seq ON allocations
+WHEN {_FOLDED} BEGIN {_RETRACT} END;
+CREATE TRIGGER IF NOT EXISTS allocations_summary_delete
+AFTER DELETE ON allocations
+WHEN {_FOLDED} BEGIN {_RETRACT} END;
 INSERT OR IGNORE INTO meta VALUES ('change_seq', 0);
 """
 
@@ -163,14 +204,14 @@ class Store:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone() \
             is not None
 
-    def ensure_id_index(self) -> None:
+    def ensure_id_index(self) -> bool:
         """Create the unique index on alloc_id if it is missing (a new store, or a bulk load that was cut short).
 
         Should a bulk load have written an allocation twice, the row with the
-        newest ModifyIndex stays.
+        newest ModifyIndex stays (True: rows were dropped).
         """
         if self._has_index(ID_INDEX) or self._has_index("sqlite_autoindex_allocations_1"):
-            return
+            return False
         # SQLite's sorter sorts and merges in threads of its own when allowed (SORT_THREADS)
         self.db.execute(f"PRAGMA threads={SORT_THREADS}")
         try:
@@ -182,8 +223,10 @@ class Store:
                             "FROM allocations) WHERE n > 1)")
             self.db.execute("COMMIT")
             self.db.execute(f"CREATE UNIQUE INDEX {ID_INDEX} ON allocations(alloc_id)")
+            return True
         finally:
             self.db.execute("PRAGMA threads=0")
+        return False
 
     def begin_bulk(self) -> bool:
         """Into an empty store, write without the id index and build it at :meth:`end_bulk`; False if not possible.
@@ -202,11 +245,14 @@ class Store:
         self._bulk = True
         return True
 
-    def end_bulk(self) -> None:
-        if self._bulk:
-            self._bulk = False
-            self.ensure_id_index()  # SQLite's sorter spills to a temporary file beyond the (small) cache
-            self.db.execute(f"PRAGMA cache_size={CACHE}")
+    def end_bulk(self) -> bool:
+        """Build the id index after a bulk load; False if the load had written an allocation twice (one kept)."""
+        if not self._bulk:
+            return True
+        self._bulk = False
+        dropped = self.ensure_id_index()  # SQLite's sorter spills to a temporary file beyond the (small) cache
+        self.db.execute(f"PRAGMA cache_size={CACHE}")
+        return not dropped
 
     # -- writes
     def upsert(self, usages: Iterable[Usage], seen_at: int) -> int:
@@ -360,21 +406,43 @@ class Store:
         """All rows in chunks: (create, start|-1, end|-1, millicores, MHz, memory, disk, GPUs) and (owner key,).
 
         The owner key is ``namespace NUL owner`` (owner '' when unknown): one string a row costs half of two.
-        Integers and keys come from two cursors read in step inside one read
-        transaction (one snapshot, the same row order): numpy takes rows of
-        integers whole, much faster than rows mixing in strings.
         """
+        with self.summary_snapshot() as snapshot:
+            yield from snapshot.chunks(0, size)
+
+    @contextmanager
+    def summary_snapshot(self) -> Iterator["SummarySnapshot"]:
+        """What the summaries read, in one read transaction (one snapshot of the store)."""
         db = self._read_db()
         db.execute("BEGIN")
         try:
-            numbers = db.execute("SELECT create_time, COALESCE(start_time, -1), COALESCE(end_time, -1), "
-                                 "cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count FROM allocations "
-                                 "ORDER BY rowid")
-            keys = db.execute("SELECT namespace || char(0) || COALESCE(owner, '') FROM allocations ORDER BY rowid")
-            while rows := numbers.fetchmany(size):
-                yield rows, keys.fetchmany(size)
+            yield SummarySnapshot(db)
         finally:
             db.execute("COMMIT")
+
+    def save_summary_base(self, data: str, cursor: int, at: int, pending: Iterable[str], retracted: int) -> bool:
+        """Keep the summaries' base (see ``_FOLDED``); False, and nothing kept, if the store changed since ``cursor``.
+
+        ``cursor`` is the change number the base was read at, ``retracted``
+        the last row of ``summary_retract`` it took out (both from a
+        :meth:`summary_snapshot`); a write after that snapshot would fall
+        between the two and is left for the next run to fold.
+        """
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            last = self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM summary_retract").fetchone()[0]
+            if self.meta("change_seq") != cursor or last != retracted:
+                self.db.execute("ROLLBACK")
+                return False
+            self.db.execute("DELETE FROM summary_retract")
+            self.db.execute("DELETE FROM summary_pending")
+            self.db.executemany("INSERT INTO summary_pending VALUES (?)", ((a,) for a in pending))
+            self.db.execute("INSERT OR REPLACE INTO summary_base VALUES (0, ?, ?, ?)", (cursor, at, data))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return True
 
     def month_totals(self, lo: int, hi: int, now: int) -> dict[tuple[str, str], list[float]]:
         """Allocations, core-seconds and GPU-seconds inside [lo, hi) per (namespace, datacenter), in SQL."""
@@ -450,3 +518,57 @@ class Store:
             where += " AND namespace IN (SELECT value FROM json_each(:namespaces))"
             params["namespaces"] = json.dumps(sorted(namespaces))
         return where, params
+
+
+class SummarySnapshot:
+    """Reads of the PAPI summaries inside one read transaction (:meth:`Store.summary_snapshot`).
+
+    Rows come as chunks of plain integer rows and their owner keys, read from
+    two cursors in step (the same query, the same row order): numpy takes
+    rows of integers whole, much faster than rows mixing in strings.
+    """
+
+    # what changed since the base's cursor, what is still open, what had not ended by the base's time
+    # (where, order): in the order of the index each is read through (by rowid, SQLite scans the table instead)
+    _SINCE = (("change_seq > :cursor", "change_seq, rowid"),
+              ("end_time IS NULL AND change_seq <= :cursor", "rowid"),
+              ("alloc_id IN (SELECT alloc_id FROM summary_pending) AND end_time IS NOT NULL AND change_seq <= :cursor",
+               "rowid"))
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def base(self) -> tuple[int, int, str] | None:
+        """(cursor, at, data) of the kept base, None if there is none."""
+        row = self.db.execute("SELECT cursor, at, data FROM summary_base").fetchone()
+        return (int(row[0]), int(row[1]), str(row[2])) if row else None
+
+    def change_seq(self) -> int:
+        return int(self.db.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()[0])
+
+    def chunks(self, cursor: int, size: int) -> Iterator[tuple[list[tuple[int, ...]], list[tuple[str]]]]:
+        """Rows not in a base kept at ``cursor`` (0: every row), in chunks of (integers, owner keys)."""
+        for where, order in (("1", "rowid"),) if cursor == 0 else self._SINCE:
+            yield from self._rows("allocations", where, order, {"cursor": cursor}, size)
+
+    def retracted(self, size: int) -> Iterator[tuple[list[tuple[int, ...]], list[tuple[str]]]]:
+        """The old values of folded rows changed or deleted since (``summary_retract``), in chunks."""
+        yield from self._rows("summary_retract", "1", "rowid", {}, size)
+
+    def last_retracted(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM summary_retract").fetchone()[0])
+
+    def pending(self, cursor: int, now: int) -> list[str]:
+        """Of the rows :meth:`chunks` reads, those that have an end but had not ended (or started) by ``now``."""
+        late = ("end_time IS NOT NULL AND NOT "
+                "(end_time >= 0 AND end_time <= :now AND COALESCE(start_time, -1) <= :now)")  # summary.Rows.settled
+        wheres = ("1",) if cursor == 0 else (self._SINCE[0][0], self._SINCE[2][0])
+        return [a for where in wheres for (a,) in self.db.execute(
+            f"SELECT alloc_id FROM allocations WHERE ({where}) AND {late}", {"cursor": cursor, "now": now})]
+
+    def _rows(self, table: str, where: str, order: str, params: dict[str, int],
+              size: int) -> Iterator[tuple[list[tuple[int, ...]], list[tuple[str]]]]:
+        numbers = self.db.execute(f"SELECT {_SUMMARY_NUMBERS} FROM {table} WHERE {where} ORDER BY {order}", params)
+        keys = self.db.execute(f"SELECT {_SUMMARY_KEY} FROM {table} WHERE {where} ORDER BY {order}", params)
+        while rows := numbers.fetchmany(size):
+            yield rows, keys.fetchmany(size)
