@@ -4,7 +4,9 @@ Stages (each timed): collect (decode Nomad's listing pages, parse, upsert into t
 store; past the first pages most are decoded in a second process: ai4os_kit.accounting.page_decoder,
 --inline-pages to change or avoid that) -> the exporters as `ai4os-kit accounting run` runs them (APEL cloud records into the
 dirq queue here, meanwhile APEL GPU accelerator records and the PAPI summaries in a second
-process: ai4os_kit.accounting.exporters) -> monthly report (CSV, Markdown, PNG). Prints wall
+process: ai4os_kit.accounting.exporters) -> monthly report (CSV, Markdown, PNG) -> the PAPI summaries
+of a later run with nothing changed (what every run after the first pays: the base the first one
+kept, and the open rows). The last two are printed, not counted in the target. Prints wall
 and CPU time per stage (a second process's CPU included), the totals, the peak resident
 memory (the collector's plus its decoding process's, and this process's plus the second one's
 while both export; a spawned process's own peak, not ru_maxrss, which includes its parent's) and the
@@ -52,6 +54,7 @@ from ai4os_kit.accounting.procstat import peak_mb
 from ai4os_kit.accounting.procstat import rss_mb
 from ai4os_kit.accounting.report import rows_from_totals, write_report
 from ai4os_kit.accounting.store import Store
+from ai4os_kit.accounting.summary import BulkFold, from_store
 from ai4os_kit.accounting.timeslices import month_bounds
 
 START = 1767225600  # 2026-01-01T00:00:00Z
@@ -241,6 +244,8 @@ class GeneratedNomad(NomadSource):
 
 
 REPORT = "monthly report 2026-02 (+PNG)"
+LATER_SUMMARIES = "PAPI summaries of a later run, no change"  # what each timer run after the first pays
+APART = (REPORT, LATER_SUMMARIES)  # shown, not part of the target
 
 
 def reset_peak() -> None:
@@ -294,7 +299,8 @@ def main() -> int:
         source = GeneratedNomad(args.allocations, args.task_events)
         t0, c0 = time.perf_counter(), time.process_time()
         parts = {"store writes (own thread)": (Store, "upsert_columns"), "the job listing (generating it too)":
-                 (GeneratedNomad, "job_owners"), "building the id index": (Store, "end_bulk")}
+                 (GeneratedNomad, "job_owners"), "building the id index": (Store, "end_bulk"),
+                 "summing the summaries' base": (BulkFold, "add")}
         originals = {part: timed(owner, method, part) for part, (owner, method) in parts.items()}
         try:
             with Store(work / "accounting.sqlite") as store:
@@ -338,10 +344,14 @@ def main() -> int:
             rows = rows_from_totals(store.month_totals(lo, hi, NOW), CTX)
             write_report(rows, work / "reports", 2026, 2)
             stage(REPORT, t0, c0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            from_store(store, NOW + 600)
+            stage(LATER_SUMMARIES, t0, c0)
         peak = max(peak, peak_mb())
-        # The target is collect + store + exporters: the monthly report (run once a month) is shown, not counted.
-        wall = sum(seconds for name, seconds in times.items() if name != REPORT)
-        used = sum(seconds for name, seconds in cpu.items() if name != REPORT)
+        # The target is collect + store + exporters: the monthly report (run once a month) and a later run's
+        # summaries are shown, not counted.
+        wall = sum(seconds for name, seconds in times.items() if name not in APART)
+        used = sum(seconds for name, seconds in cpu.items() if name not in APART)
         per = 1e6 / max(1, args.allocations)
         print(f"{'collect + store + exporters (no report)':<40} wall {wall:7.1f} s  cpu {used:7.1f} s  "
               f"({wall * per:.1f} / {used * per:.1f} us per allocation)")
