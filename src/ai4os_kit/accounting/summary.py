@@ -52,7 +52,7 @@ USERS = ("owner",) + RESOURCES
 NO_OWNER = "unknown"
 WIDTH = len(RESOURCES) + 2  # a day: resource-seconds, then queued and running allocation-seconds
 _NAMESPACE, _OWNER = 1, 4  # store columns (Usage fields) the summaries read
-_TIMES = (13, 14, 15)  # create, start, end
+_CREATE, _STARTED_ENDED = 13, (14, 15)  # create (always set), start and end (None: not yet)
 _AMOUNTS = (7, 8, 9, 10, 11)  # cpu_millicores, cpu_mhz, memory_mb, disk_mb, gpu_count
 
 
@@ -103,9 +103,10 @@ class Rows(NamedTuple):
         namespaces = column(_NAMESPACE)
         owner = np.fromiter([codes.setdefault(key, len(codes)) for key in zip(namespaces, column(_OWNER))],
                             np.int64, len(namespaces))
-        floats = [np.array(column(j), np.float64) for j in _TIMES]  # None: NaN
-        ended = ~np.isnan(floats[2])
-        create, start, end = (np.nan_to_num(f, nan=-1).astype(np.int64) for f in floats)
+        create = np.array(column(_CREATE), np.int64)
+        floats = [np.array(column(j), np.float64) for j in _STARTED_ENDED]  # None: NaN
+        ended = ~np.isnan(floats[1])
+        start, end = (np.nan_to_num(f, nan=-1).astype(np.int64) for f in floats)
         amounts = np.array([column(j) for j in _AMOUNTS], np.int64).T
         return cls(create, start, end, amounts, owner, []), ended
 
