@@ -19,7 +19,7 @@ from ai4os_kit.accounting.collector import collect
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_client import NomadSettings, NomadSource
 from ai4os_kit.accounting.store import Store
-from ai4os_kit.accounting.summary import Summaries, from_store
+from ai4os_kit.accounting.summary import BulkFold, Summaries, from_store
 
 MAR1 = 1772323200  # 2026-03-01T00:00:00Z
 DAY = 86400
@@ -161,6 +161,25 @@ def test_a_write_between_the_read_and_the_keep_is_left_for_the_next_run(tmp_path
         assert store.db.execute("SELECT cursor, data FROM summary_base").fetchone() == kept
         monkeypatch.undo()
         same(from_store(store, now), reference(store, now))
+
+
+def test_a_bulk_load_that_wrote_an_allocation_twice_keeps_no_base(tmp_path: Path) -> None:
+    """Its sums counted the copy the id index drops: the next summaries read the store instead."""
+    now = MAR1 + 2 * DAY
+    rows = [_usage(IDS[0], MAR1 + DAY), _usage(IDS[1], MAR1 + DAY), _usage(IDS[0], MAR1 + DAY)]
+    columns = [list(column) for column in zip(*rows)]
+    with Store(tmp_path / "a.sqlite") as store:
+        assert store.begin_bulk()
+        fold = BulkFold()
+        fold.add([columns], now)
+        store.upsert_columns([columns], now)
+        assert store.end_bulk() is False and store.count() == 2
+        assert base_cursor(store) is None
+        same(from_store(store, now), reference(store, now))
+        kept = BulkFold()  # what keeping the base regardless would have given: the copy counted twice
+        kept.add([columns], now)
+        kept.save(store)
+        assert from_store(store, now).users != reference(store, now).users
 
 
 def _source(double: NomadDouble) -> NomadSource:
