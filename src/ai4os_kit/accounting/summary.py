@@ -135,6 +135,8 @@ class Summaries:
         self.users: dict[str, dict[str, list[int]]] = defaultdict(dict)
         # namespace -> owner -> allocations that ran (what tells, between runs, when an owner has none left)
         self.ran: dict[str, dict[str, int]] = defaultdict(dict)
+        # namespace -> day -> per-day sums of interval ends, until :meth:`finish` turns them into ``daily``
+        self._ends: dict[str, dict[int, list[int]]] = defaultdict(dict)
 
     # -- the reference
     def add_all(self, usages: Iterable[Usage], now: int) -> "Summaries":
@@ -170,18 +172,16 @@ class Summaries:
     # -- the fast path
     def add_store(self, store: "Store", now: int) -> "Summaries":
         """Add every allocation of the store (read in chunks of plain integer columns, summed with numpy)."""
-        ends: dict[str, dict[int, list[int]]] = defaultdict(dict)
         for numbers, keys in store.summary_chunks(self.CHUNK):
-            self.add_rows(Rows.from_chunk(numbers, keys), now, ends)
-        self.add_ends(ends)
-        return self
+            self.add_rows(Rows.from_chunk(numbers, keys), now)
+        return self.finish()
 
     CHUNK = 100_000
     RUN_COLUMNS = list(range(len(RESOURCES))) + [len(RESOURCES) + 1]  # the resources, then "running"
     QUEUE_COLUMNS = [len(RESOURCES)]  # "queued"
 
-    def add_rows(self, rows: Rows, now: int, ends: dict[str, dict[int, list[int]]]) -> None:
-        """Add the per-owner sums of ``rows`` here, and their per-day sums to ``ends`` (then :meth:`add_ends`).
+    def add_rows(self, rows: Rows, now: int) -> None:
+        """Add the sums of ``rows`` (the per-day ones once :meth:`finish` is called; the other methods call it).
 
         No interval is walked day by day: per namespace and UTC day the
         amounts (W) and the amounts times the seconds past midnight (R) of the
@@ -192,6 +192,7 @@ class Summaries:
         """
         if not len(rows.create):
             return
+        ends = self._ends
         pairs = rows.pairs
         names = sorted({n for n, _ in pairs})
         ns = np.array([names.index(n) for n, _ in pairs], dtype=np.int64)[rows.owner]
@@ -236,8 +237,9 @@ class Summaries:
                 counts = self.ran[namespace]
                 counts[who] = counts.get(who, 0) + values[-1]
 
-    def add_ends(self, ends: dict[str, dict[int, list[int]]]) -> None:
+    def finish(self) -> "Summaries":
         """Turn the per-day sums of interval ends (:meth:`add_rows`) into what each day used, and add it."""
+        ends, self._ends = self._ends, defaultdict(dict)
         for namespace, by_day in ends.items():
             days = self.daily[namespace]
             later = [0] * WIDTH  # W summed over the days after the current one
@@ -250,10 +252,13 @@ class Summaries:
                         row[j] += value
                 if found:
                     later = [w + found[j] for j, w in enumerate(later)]
+        return self
 
     # -- kept between runs (the store's summary base)
     def merge(self, other: "Summaries", sign: int = 1) -> "Summaries":
         """Add (``sign`` 1) or take away (-1) the sums of ``other``; a day or owner left with nothing goes."""
+        self.finish()
+        other.finish()
         for namespace, by_day in other.daily.items():
             days = self.daily[namespace]
             for day, values in by_day.items():
@@ -277,6 +282,7 @@ class Summaries:
         return self
 
     def to_json(self) -> str:
+        self.finish()
         return json.dumps({"daily": self.daily, "users": self.users, "ran": self.ran}, separators=(",", ":"))
 
     @classmethod
@@ -293,6 +299,7 @@ class Summaries:
 
     def tables(self, namespace: str) -> dict[str, list[list[object]]]:
         """The three PAPI tables of one namespace (header row first)."""
+        self.finish()
         ns_days = self.daily.get(namespace, {})
         per_day = SCALE + (1, 1)
         series: list[list[object]] = [list(TIMESERIES)]
@@ -310,6 +317,7 @@ class Summaries:
         return {"timeseries": series, "users-agg": users, "full-agg": full}
 
     def namespaces(self) -> list[str]:
+        self.finish()
         return sorted(set(self.daily) | set(self.users))
 
 
@@ -323,8 +331,7 @@ def from_store(store: "Store", now: int, keep: bool = True) -> Summaries:
     what had ended now. Should the clock be behind the base's time, every
     row is read and nothing kept.
     """
-    kept, fresh, late = Summaries(), Summaries(), Summaries()
-    ends: tuple[dict[str, dict[int, list[int]]], ...] = (defaultdict(dict), defaultdict(dict), defaultdict(dict))
+    kept, fresh, late, retracted = Summaries(), Summaries(), Summaries(), Summaries()
     with store.summary_snapshot() as snapshot:
         base = snapshot.base()
         behind = base is not None and base[1] > now
@@ -335,17 +342,14 @@ def from_store(store: "Store", now: int, keep: bool = True) -> Summaries:
             for numbers, keys in snapshot.chunks(cursor, Summaries.CHUNK):
                 rows = Rows.from_chunk(numbers, keys)
                 done = rows.settled(now)
-                fresh.add_rows(rows.take(done), now, ends[0])
-                late.add_rows(rows.take(~done), now, ends[1])
-            retracted = Summaries()
+                fresh.add_rows(rows.take(done), now)
+                late.add_rows(rows.take(~done), now)
             for numbers, keys in snapshot.retracted(Summaries.CHUNK):
-                retracted.add_rows(Rows.from_chunk(numbers, keys), now, ends[2])
+                retracted.add_rows(Rows.from_chunk(numbers, keys), now)
             last_retracted, pending = snapshot.last_retracted(), snapshot.pending(cursor, now)
             change_seq = snapshot.change_seq()
     if behind:
         return Summaries().add_store(store, now)
-    for summaries, part in zip((fresh, late, retracted), ends):
-        summaries.add_ends(part)
     kept.merge(fresh).merge(retracted, -1)
     if keep and not store.save_summary_base(kept.to_json(), change_seq, now, pending, last_retracted):
         LOG.info("the accounting store changed while the summaries read it; the next run keeps their base")
@@ -365,7 +369,6 @@ class BulkFold:
     def __init__(self) -> None:
         self.now = 0
         self.summaries = Summaries()
-        self.ends: dict[str, dict[int, list[int]]] = defaultdict(dict)
         self.pending: list[str] = []
         self.codes: dict[tuple[str, str | None], int] = {}
         self.held: list[Rows] = []
@@ -389,7 +392,7 @@ class BulkFold:
 
     def _sum(self) -> None:
         if self.held:
-            self.summaries.add_rows(Rows.concat(self.held, self.codes), self.now, self.ends)
+            self.summaries.add_rows(Rows.concat(self.held, self.codes), self.now)
         self.held, self.held_rows = [], 0
 
     def save(self, store: "Store") -> bool:
@@ -397,8 +400,6 @@ class BulkFold:
         if not self.now:
             return False
         self._sum()
-        self.summaries.add_ends(self.ends)
-        self.ends = defaultdict(dict)
         return store.save_summary_base(self.summaries.to_json(), store.meta("change_seq"), self.now, self.pending, 0)
 
 
