@@ -334,24 +334,21 @@ def from_store(store: "Store", now: int, keep: bool = True) -> Summaries:
     kept, fresh, late, retracted = Summaries(), Summaries(), Summaries(), Summaries()
     with store.summary_snapshot() as snapshot:
         base = snapshot.base()
-        behind = base is not None and base[1] > now
-        if not behind:
-            cursor = base[0] if base is not None else 0
-            if base is not None:
-                kept = Summaries.from_json(base[2])
-            for numbers, keys in snapshot.chunks(cursor, Summaries.CHUNK):
-                rows = Rows.from_chunk(numbers, keys)
-                done = rows.settled(now)
-                fresh.add_rows(rows.take(done), now)
-                late.add_rows(rows.take(~done), now)
+        behind = base is not None and base[1] > now  # a clock set back: every row read, nothing kept
+        cursor = 0
+        if base is not None and not behind:
+            cursor, kept = base[0], Summaries.from_json(base[2])
             for numbers, keys in snapshot.retracted(Summaries.CHUNK):
                 retracted.add_rows(Rows.from_chunk(numbers, keys), now)
-            last_retracted, pending = snapshot.last_retracted(), snapshot.pending(cursor, now)
-            change_seq = snapshot.change_seq()
-    if behind:
-        return Summaries().add_store(store, now)
+        for numbers, keys in snapshot.chunks(cursor, Summaries.CHUNK):
+            rows = Rows.from_chunk(numbers, keys)
+            done = rows.settled(now)
+            fresh.add_rows(rows.take(done), now)
+            late.add_rows(rows.take(~done), now)
+        last_retracted, pending = snapshot.last_retracted(), snapshot.pending(cursor, now)
+        change_seq = snapshot.change_seq()
     kept.merge(fresh).merge(retracted, -1)
-    if keep and not store.save_summary_base(kept.to_json(), change_seq, now, pending, last_retracted):
+    if keep and not behind and not store.save_summary_base(kept.to_json(), change_seq, now, pending, last_retracted):
         LOG.info("the accounting store changed while the summaries read it; the next run keeps their base")
     return kept.merge(late)
 
