@@ -94,6 +94,51 @@ def test_the_decoding_process_stores_what_one_process_stores(nomad_double: Nomad
         assert odd is not None and odd.owner == "group-owner@egi.eu"  # read in full, in the run with the process
 
 
+def _segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir()} if Path("/dev/shm").is_dir() else set()
+
+
+@pytest.mark.parametrize("handover", ["shared memory", "pipe: pages larger than a slot", "pipe: no shared memory"])
+def test_pages_handed_over_in_shared_memory_or_the_pipe_store_the_same(
+        nomad_double: NomadDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handover: str) -> None:
+    _cluster(nomad_double)
+    sent: list[bytes] = []
+    real_send = page_decoder._Worker.send
+
+    def send(self: page_decoder._Worker, body: bytes) -> None:
+        sent.append(bytes(body[:2]))
+        real_send(self, body)
+
+    returned: list[str] = []
+    real_receive = page_decoder._Worker.receive
+
+    def receive(self: page_decoder._Worker) -> Any:
+        parts = real_receive(self)
+        returned.append(type(parts).__name__)
+        return parts
+
+    monkeypatch.setattr(page_decoder._Worker, "send", send)
+    monkeypatch.setattr(page_decoder._Worker, "receive", receive)
+    if handover == "pipe: pages larger than a slot":
+        monkeypatch.setattr(page_decoder, "SLOT_BYTES", 64)  # every page is larger (the process gets start and size)
+    elif handover == "pipe: no shared memory":
+        def refused(*args: Any, **kwargs: Any) -> None:
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(page_decoder.shared_memory, "SharedMemory", refused)
+    before = _segments()
+    with Store(tmp_path / "two.sqlite") as two, Store(tmp_path / "one.sqlite") as one:
+        with_process = collect(_source(nomad_double), two, clock=lambda: NOW, inline_pages=0)
+        without = collect(_source(nomad_double), one, clock=lambda: NOW, inline_pages=IN_ONE_PROCESS)
+        assert _summary(with_process) == _summary(without) and _rows(two) == _rows(one)
+    pages = [m for m in sent if m and (m[:1] != b"\0" or m == b"\0S")]  # not the usage asked for, nor a kind
+    in_slots = pages.count(b"\0S")
+    assert len(pages) >= 4  # of the six allocation pages, one in EVERY (two) is decoded here; job pages too
+    assert in_slots == (len(pages) if handover == "shared memory" else 0)
+    # what came back: every page decoded there but the one with a value of an unexpected type (decoded here)
+    assert len(returned) == len(pages) and returned.count("NoneType") == 1, returned
+    assert _segments() <= before  # the shared memory is removed with the process
+
+
 @pytest.mark.parametrize(("body", "problem"), [({"Error": "not a page"}, "a dict, expected a list"),
                                                ("", "not JSON: Input data was truncated")])
 def test_a_page_that_is_not_a_listing_is_named_as_without_the_process(nomad_double: NomadDouble, tmp_path: Path,
@@ -132,11 +177,13 @@ class KillingSource(NomadSource):
 def test_a_killed_decoding_process_is_named_and_the_next_run_completes(nomad_double: NomadDouble,
                                                                        tmp_path: Path) -> None:
     ids = _cluster(nomad_double)
+    before = _segments()
     with Store(tmp_path / "acct.sqlite") as store:
         with pytest.raises(KitError, match="the process decoding Nomad's allocation listing ended without a result"):
             collect(KillingSource(NomadSettings(address=nomad_double.address, timeout=5)), store, inline_pages=0)
         again = collect(_source(nomad_double), store, inline_pages=0)
         assert again.listed == len(ids) and len(again.problems) == 1 and store.count() == len(ids) - 1
+    assert _segments() <= before  # the shared memory of the killed process's run is removed too
 
 
 def _job_bodies() -> list[tuple[bytes, int]]:

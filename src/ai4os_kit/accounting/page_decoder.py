@@ -22,9 +22,10 @@ task time not in Nomad's form): that page is decoded here, where its problem
 is named, as are the stubs of a page whose parts hold an allocation that
 must go stub by stub. Nothing but page bytes (and what kind of page they
 are), their parts and its own CPU time and memory cross between the
-processes (two pipes, raised to 1 MiB so that neither side waits while the
-other writes a page); the second process opens
-nothing. It is spawned, not forked (this process's threads and SQLite
+processes: the pages in memory shared with it (a few slots, each page copied
+into one once), the rest through two pipes, raised to 1 MiB so that neither
+side waits while the other writes a page. The second process opens nothing
+but that shared memory, which this one makes and removes. It is spawned, not forked (this process's threads and SQLite
 connections are not carried into it), ignores Ctrl-C (the collector handles
 it and closes the pipe) and ends when the pipe closes, also when the
 collector is killed.
@@ -49,9 +50,11 @@ import multiprocessing
 import pickle
 import os
 import signal
+import struct
 import sys
 from collections import deque
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Iterable, Iterator
 
@@ -66,6 +69,9 @@ INLINE_PAGES = 8  # pages decoded here before the second process starts (4,000 a
 DEPTH = 2  # pages handed to the second process ahead of the one this process waits for (see _Worker)
 EVERY = 3  # past the first pages, every EVERY-th page is decoded here too (see PageDecoder)
 PIPE_BYTES = 1 << 20  # Linux lets anyone raise a pipe's buffer to 1 MiB: a page of 500 stubs without events fits
+SLOTS = DEPTH + 1  # pages the second process may hold at once (see PageDecoder._pipeline), each in its own slot
+SLOT_BYTES = 4 << 20  # a page up to this size is handed over in shared memory, a larger one through the pipe
+_SLOT = struct.Struct("<2sQQ")  # NUL S, where the page starts and its size: what the pipe carries of a page in a slot
 _F_SETPIPE_SZ = 1031
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -79,12 +85,14 @@ def parts_of_page(body: bytes | memoryview) -> PageParts | None:
     return page_parts(stubs)
 
 
-def _serve(pages: Connection, results: Connection) -> None:
+def _serve(pages: Connection, results: Connection, shared_name: str | None = None) -> None:
     """The second process: page bytes in, pickled parts out, until the pipe closes.
 
     An empty message asks for its usage; a message that starts with a NUL
-    (which no page sent here does) says what the next pages are:
-    ``NUL A`` allocation pages (the start), ``NUL J <owner key>`` job pages.
+    (which no page sent here does) says where the next page is or what the
+    next pages are: ``NUL S <start> <size>`` (:data:`_SLOT`) a page at
+    ``start`` in the shared memory ``shared_name``, ``NUL A`` allocation pages
+    (the start), ``NUL J <owner key>`` job pages.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle: it closes the pipe
     gc.disable()  # what it makes is acyclic: reference counts free it
@@ -94,7 +102,17 @@ def _serve(pages: Connection, results: Connection) -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
     except (OSError, AttributeError):
         pass
-    buffer = bytearray(2 << 20)
+    shared = shared_memory.SharedMemory(shared_name) if shared_name else None
+    try:
+        _answer(pages, results, shared.buf if shared is not None else None)
+    finally:
+        if shared is not None:
+            shared.close()
+
+
+def _answer(pages: Connection, results: Connection, slots: memoryview | None) -> None:
+    """:func:`_serve`'s loop (``slots``: the shared memory, if any)."""
+    buffer = bytearray(64 << 10)  # pages in slots leave only messages and what does not fit a slot to the pipe
     owner_key: str | None = None  # None: allocation pages
     while True:
         try:
@@ -109,15 +127,29 @@ def _serve(pages: Connection, results: Connection) -> None:
             results.send_bytes(pickle.dumps((cpu_seconds(), peak_mb())))
             continue
         if body[0] == 0:
-            owner_key = bytes(body[2:]).decode() if bytes(body[1:2]) == b"J" else None
-            continue
+            if bytes(body[1:2]) != b"S":
+                owner_key = bytes(body[2:]).decode() if bytes(body[1:2]) == b"J" else None
+                continue
+            assert slots is not None
+            _, start, size = _SLOT.unpack(body)
+            body = slots[start:start + size]
         parts = parts_of_page(body) if owner_key is None else job_page_parts(body, owner_key)
+        if isinstance(body, memoryview):
+            body.release()  # nothing decoded from a page refers to its bytes
         results.send_bytes(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
         del body, parts
 
 
 class _Worker:
-    """The second process and its two pipes (raised to 1 MiB each, so neither side waits on a page being written)."""
+    """The second process, its two pipes (raised to 1 MiB each) and the shared memory the pages are handed over in.
+
+    A page is copied once, into a free slot of :data:`SLOTS` in memory
+    shared with the process, which decodes it there; the pipe carries where
+    it is. Through a pipe a page was copied twice, into the kernel and out of
+    it again (ten million allocations: 20 GB of pages, two in three of them
+    handed over). A page larger than a slot, and every page where shared
+    memory cannot be made (/dev/shm missing or full), goes through the pipe.
+    """
 
     def __init__(self) -> None:
         spawn = multiprocessing.get_context("spawn")
@@ -128,20 +160,52 @@ class _Worker:
                 fcntl.fcntl(end.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
             except OSError:  # a lower limit (/proc/sys/fs/pipe-max-size): pages then wait for the reader
                 pass
-        self.process = spawn.Process(target=_serve, args=(pages_in, results_out), daemon=True,
-                                     name="accounting-decoder")
-        self.process.start()
+        try:
+            self.shared: shared_memory.SharedMemory | None = shared_memory.SharedMemory(
+                create=True, size=SLOTS * SLOT_BYTES)
+        except OSError:  # no /dev/shm (or no room there): the pages go through the pipe
+            self.shared = None
+        self._free = list(range(SLOTS)) if self.shared is not None else []
+        self._held: deque[int | None] = deque()  # the slot of each page sent (None: the pipe), in order
+        self.process = spawn.Process(target=_serve, daemon=True, name="accounting-decoder",
+                                     args=(pages_in, results_out, self.shared.name if self.shared else None))
+        try:
+            self.process.start()
+        except BaseException:
+            self._unlink()
+            raise
         pages_in.close()
         results_out.close()
         self._buffer = bytearray(1 << 20)
 
     def send(self, body: bytes) -> None:
+        """Hand a message (empty, or starting with a NUL) to the process: its answer is not waited for here."""
         try:
             self.pages.send_bytes(body)
         except OSError:  # the process is gone
             raise _broken() from None
 
+    def send_page(self, body: bytes) -> None:
+        """Hand a page to the process (its parts come back from :meth:`receive`, in the order sent)."""
+        slot = self._free.pop() if self._free and len(body) <= SLOT_BYTES else None
+        if slot is None:
+            self.send(body)
+        else:
+            assert self.shared is not None
+            start = slot * SLOT_BYTES
+            self.shared.buf[start:start + len(body)] = body
+            self.send(_SLOT.pack(b"\0S", start, len(body)))
+        self._held.append(slot)
+
     def receive(self) -> Any:
+        """The parts of the earliest page sent that has not been received (its slot is free again)."""
+        parts = self._receive()
+        slot = self._held.popleft()
+        if slot is not None:
+            self._free.append(slot)
+        return parts
+
+    def _receive(self) -> Any:
         try:
             size = self.results.recv_bytes_into(self._buffer)
             return pickle.loads(memoryview(self._buffer)[:size])
@@ -153,7 +217,7 @@ class _Worker:
 
     def usage(self) -> tuple[float, float]:
         self.send(b"")
-        return self.receive()  # type: ignore[no-any-return]
+        return self._receive()  # type: ignore[no-any-return]
 
     def stop(self) -> None:
         self.pages.close()
@@ -162,6 +226,13 @@ class _Worker:
             self.process.kill()
             self.process.join()
         self.results.close()
+        self._unlink()
+
+    def _unlink(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+            self.shared.unlink()
+            self.shared = None
 
 
 def _cpus() -> int:
@@ -271,7 +342,7 @@ class PageDecoder:
                 if self._kind != kind:
                     self._worker.send(kind)
                     self._kind = kind
-                self._worker.send(body)
+                self._worker.send_page(body)
             window.append((body, index, there))
             sent = sum(1 for _, _, in_there in window if in_there)
             while window and (sent > DEPTH or not window[0][2]):
