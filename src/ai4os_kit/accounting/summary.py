@@ -97,17 +97,26 @@ class Rows(NamedTuple):
         owner) and gains those not in it yet; ``pairs`` is left empty (see
         :meth:`concat`).
         """
-        def column(j: int) -> list[Any]:
-            return pages[0][j] if len(pages) == 1 else list(itertools.chain.from_iterable(p[j] for p in pages))
+        n = sum(len(p[0]) for p in pages)
 
-        namespaces = column(_NAMESPACE)
-        owner = np.fromiter([codes.setdefault(key, len(codes)) for key in zip(namespaces, column(_OWNER))],
-                            np.int64, len(namespaces))
-        create = np.array(column(_CREATE), np.int64)
-        floats = [np.array(column(j), np.float64) for j in _STARTED_ENDED]  # None: NaN
+        def column(j: int) -> Iterable[Any]:  # read once, straight into numpy (no list of the pages' values)
+            return itertools.chain.from_iterable(p[j] for p in pages)
+
+        def owners() -> Iterable[tuple[str, str | None]]:
+            return zip(column(_NAMESPACE), column(_OWNER))
+
+        found = list(map(codes.get, owners()))  # nearly always all known: a dict read, no new code counted
+        if None in found:
+            found = [code if code is not None else codes.setdefault(key, len(codes))
+                     for code, key in zip(found, owners())]
+        owner = np.array(found, np.int64)
+        create = np.fromiter(column(_CREATE), np.int64, n)
+        floats = [np.fromiter(column(j), np.float64, n) for j in _STARTED_ENDED]  # None: NaN
         ended = ~np.isnan(floats[1])
         start, end = (np.nan_to_num(f, nan=-1).astype(np.int64) for f in floats)
-        amounts = np.array([column(j) for j in _AMOUNTS], np.int64).T
+        amounts = np.empty((n, len(_AMOUNTS)), np.int64)
+        for k, j in enumerate(_AMOUNTS):
+            amounts[:, k] = np.fromiter(column(j), np.int64, n)
         return cls(create, start, end, amounts, owner, []), ended
 
     @classmethod
