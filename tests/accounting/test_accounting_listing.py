@@ -28,7 +28,7 @@ from ai4os_kit.accounting.nomad_listing import MISSING, JobStub, OwnerIndex, as_
 from ai4os_kit.accounting.model import Usage
 from ai4os_kit.accounting.nomad_page import finish_columns, page_columns, page_parts, task_times
 from ai4os_kit.accounting.nomad_parse import MalformedAllocation, _epoch_from_rfc3339, parse_allocation, parse_node
-from ai4os_kit.accounting.store import Store
+from ai4os_kit.accounting.store import CACHE, Store
 
 NODE = parse_node(fixture("node-gpu.json"))
 GPU_IDS = [i["ID"] for i in fixture("node-gpu.json")["NodeResources"]["Devices"][0]["Instances"]]
@@ -258,6 +258,9 @@ def test_first_run_writes_without_the_id_index_and_builds_it(nomad_double: Nomad
         assert indexes_during and all("allocations_id" not in names for names in indexes_during)
         assert "allocations_id" in after
         assert set(store.modify_indexes()) == ids
+        # the index sort's smaller cache and helper threads are the sort's alone
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == CACHE
+        assert store.db.execute("PRAGMA threads").fetchone()[0] == 0
         again = collect(_source(nomad_double), store)  # the second run upserts through the index
         assert (again.fetched, again.written) == (0, 0)
 
@@ -270,6 +273,7 @@ def test_a_bulk_load_cut_short_gets_its_index_when_the_store_is_opened(tmp_path:
         # killed here: end_bulk never ran
     with Store(tmp_path / "acct.sqlite") as store:
         assert store.count() == 2 and store.get(alloc).modify_index == 7  # type: ignore[union-attr]
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == CACHE
         assert store.upsert([_usage(alloc, 8)], 0) == 1 and store.count() == 2
         assert not store.begin_bulk()  # not empty: no bulk load
 
