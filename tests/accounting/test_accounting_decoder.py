@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -184,6 +187,44 @@ def test_a_killed_decoding_process_is_named_and_the_next_run_completes(nomad_dou
         again = collect(_source(nomad_double), store, inline_pages=0)
         assert again.listed == len(ids) and len(again.problems) == 1 and store.count() == len(ids) - 1
     assert _segments() <= before  # the shared memory of the killed process's run is removed too
+
+
+_HOLDS_A_DECODER = """
+import sys, time
+from ai4os_kit.accounting.page_decoder import _Worker
+if __name__ == "__main__":
+    worker = _Worker()
+    print(worker.shared.name if worker.shared else "", worker.process.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_collector_leaves_no_shared_memory_and_no_decoding_process(tmp_path: Path) -> None:
+    """SIGKILL gives the collector no chance to clean up: Python's resource tracker removes the segment, and
+    the decoding process ends when its pipe closes."""
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDS_A_DECODER)
+    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        name, pid = holder.stdout.readline().split()
+        assert name in _segments() and Path(f"/proc/{pid}").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 20
+    while (name in _segments() or _running(int(pid))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert name not in _segments()
+    assert not _running(int(pid))
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie waiting for its parent has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _job_bodies() -> list[tuple[bytes, int]]:

@@ -25,10 +25,11 @@ are), their parts and its own CPU time and memory cross between the
 processes: the pages in memory shared with it (a few slots, each page copied
 into one once), the rest through two pipes, raised to 1 MiB so that neither
 side waits while the other writes a page. The second process opens nothing
-but that shared memory, which this one makes and removes. It is spawned, not forked (this process's threads and SQLite
-connections are not carried into it), ignores Ctrl-C (the collector handles
-it and closes the pipe) and ends when the pipe closes, also when the
-collector is killed.
+but that shared memory, which this one makes and removes (Python's resource
+tracker removes it when this process is killed). It is spawned, not forked
+(this process's threads and SQLite connections are not carried into it),
+ignores Ctrl-C (the collector handles it and closes the pipe) and ends when
+the pipe closes, also when the collector is killed.
 
 Measured on the shared 2-core test machine, and the reason for the choices
 here: with a ``ProcessPoolExecutor`` the run was slower than in one process
