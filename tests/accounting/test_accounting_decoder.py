@@ -101,9 +101,26 @@ def _segments() -> set[str]:
     return {p.name for p in Path("/dev/shm").iterdir()} if Path("/dev/shm").is_dir() else set()
 
 
+@pytest.fixture
+def made_segments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the shared memory the decoding processes of this test were given (other tests running
+    beside it make their own, so /dev/shm as a whole is not compared)."""
+    names: list[str] = []
+    real_init = page_decoder._Worker.__init__
+
+    def init(self: page_decoder._Worker) -> None:
+        real_init(self)
+        if self.shared is not None:
+            names.append(self.shared.name)
+
+    monkeypatch.setattr(page_decoder._Worker, "__init__", init)
+    return names
+
+
 @pytest.mark.parametrize("handover", ["shared memory", "pipe: pages larger than a slot", "pipe: no shared memory"])
 def test_pages_handed_over_in_shared_memory_or_the_pipe_store_the_same(
-        nomad_double: NomadDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handover: str) -> None:
+        nomad_double: NomadDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handover: str,
+        made_segments: list[str]) -> None:
     _cluster(nomad_double)
     sent: list[bytes] = []
     real_send = page_decoder._Worker.send
@@ -128,7 +145,6 @@ def test_pages_handed_over_in_shared_memory_or_the_pipe_store_the_same(
         def refused(*args: Any, **kwargs: Any) -> None:
             raise OSError(28, "No space left on device")
         monkeypatch.setattr(page_decoder.shared_memory, "SharedMemory", refused)
-    before = _segments()
     with Store(tmp_path / "two.sqlite") as two, Store(tmp_path / "one.sqlite") as one:
         with_process = collect(_source(nomad_double), two, clock=lambda: NOW, inline_pages=0)
         without = collect(_source(nomad_double), one, clock=lambda: NOW, inline_pages=IN_ONE_PROCESS)
@@ -139,7 +155,8 @@ def test_pages_handed_over_in_shared_memory_or_the_pipe_store_the_same(
     assert in_slots == (len(pages) if handover == "shared memory" else 0)
     # what came back: every page decoded there but the one with a value of an unexpected type (decoded here)
     assert len(returned) == len(pages) and returned.count("NoneType") == 1, returned
-    assert _segments() <= before  # the shared memory is removed with the process
+    assert len(made_segments) == (0 if handover == "pipe: no shared memory" else 1)
+    assert not set(made_segments) & _segments()  # the shared memory is removed with the process
 
 
 @pytest.mark.parametrize(("body", "problem"), [({"Error": "not a page"}, "a dict, expected a list"),
@@ -178,15 +195,15 @@ class KillingSource(NomadSource):
 
 
 def test_a_killed_decoding_process_is_named_and_the_next_run_completes(nomad_double: NomadDouble,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path,
+                                                                       made_segments: list[str]) -> None:
     ids = _cluster(nomad_double)
-    before = _segments()
     with Store(tmp_path / "acct.sqlite") as store:
         with pytest.raises(KitError, match="the process decoding Nomad's allocation listing ended without a result"):
             collect(KillingSource(NomadSettings(address=nomad_double.address, timeout=5)), store, inline_pages=0)
         again = collect(_source(nomad_double), store, inline_pages=0)
         assert again.listed == len(ids) and len(again.problems) == 1 and store.count() == len(ids) - 1
-    assert _segments() <= before  # the shared memory of the killed process's run is removed too
+    assert len(made_segments) == 2 and not set(made_segments) & _segments()  # the killed process's run's too
 
 
 _HOLDS_A_DECODER = """
