@@ -52,7 +52,7 @@ def rfc3339(epoch: int) -> str:
 class NomadDouble:
     """State of the fake cluster plus the HTTP server that serves it."""
 
-    def __init__(self, page_size: int | None = None) -> None:
+    def __init__(self, page_size: int | None = None, port: int = 0) -> None:
         self.allocs: dict[str, dict[str, Any]] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.index = 1000
@@ -61,7 +61,7 @@ class NomadDouble:
         self.page_size = page_size
         self.token: str | None = None
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def reset(self) -> None:

@@ -19,7 +19,8 @@ from molecule_runner import Outcome, run_scenario
 from support.testbed import require_docker
 
 # Sequential on purpose (2-core CI machines); the order puts cheap ones first.
-SCENARIOS = ["preflight", "base", "artifacts", "volumes", "docker", "traefik", "consul", "nomad", "cluster"]
+SCENARIOS = ["preflight", "base", "artifacts", "volumes", "accounting", "docker", "traefik", "consul", "nomad",
+             "cluster"]
 
 pytestmark = pytest.mark.integration
 
